@@ -1,0 +1,1 @@
+"""symrnn: the WildML RNN language models on PyTensor."""
