@@ -1,0 +1,57 @@
+"""Compilation modes: which PyTensor linker runs the graphs.
+
+``"cpu"`` (default)
+    PyTensor's C virtual machine (``cvm`` linker, ``fast_run`` rewrites). With the
+    fused recurrent and loss Ops (:mod:`symrnn.fused`) this was the fastest on
+    CPU in ``scripts/benchmark.py``.
+``"numba"``
+    PyTensor's Numba backend (its default mode in version 3).
+``"jax"``
+    PyTensor's JAX backend, for GPUs; needs ``jax`` installed and static shapes
+    (fixed-length batches); uses the ``scan`` implementation.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+from pytensor.compile.mode import Mode, get_mode
+
+__all__ = ["BACKENDS", "compile_mode", "uses_fused_ops"]
+
+BACKENDS = ("cpu", "numba", "jax")
+
+log = logging.getLogger(__name__)
+
+
+def compile_mode(backend: str = "cpu") -> Mode:
+    """The PyTensor ``Mode`` for a backend name.
+
+    Parameters
+    ----------
+    backend : ``"cpu"``, ``"numba"`` or ``"jax"``
+
+    Returns
+    -------
+    pytensor.compile.mode.Mode
+    """
+    if backend == "cpu":
+        # PyTensor warns once that its C code found no BLAS to link; matrix
+        # products then run through NumPy's BLAS, which is what we measured.
+        warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
+        return Mode(linker="cvm", optimizer="fast_run")
+    if backend == "numba":
+        return get_mode("NUMBA")
+    if backend == "jax":
+        try:
+            import jax  # noqa: F401
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise ImportError("the jax backend needs JAX: pip install 'symrnn[gpu]' or pip install jax") from exc
+        return get_mode("JAX")
+    raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
+
+
+def uses_fused_ops(backend: str) -> bool:
+    """Whether the fused NumPy Ops can run under ``backend`` (not under JAX)."""
+    return backend != "jax"

@@ -1,0 +1,179 @@
+"""Training settings: declared once, typed, checked, printed and saved.
+
+Each setting is read from the environment variable of the same name (the
+tutorial's names and defaults, plus symrnn's own). Only scripts pass the
+environment in: ``Settings.from_environ(os.environ)``. A bad value raises
+:class:`symrnn.errors.ConfigError` with a one-line message naming the variable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from symrnn.errors import ConfigError
+
+__all__ = ["DEFAULT_INPUT_DATA_FILE", "SETTINGS", "Settings"]
+
+DEFAULT_INPUT_DATA_FILE = "./data/reddit-comments-2015.csv"
+
+
+def _positive(value):
+    return None if value > 0 else "must be greater than 0"
+
+
+def _non_negative(value):
+    return None if value >= 0 else "must be 0 or more"
+
+
+def _at_least(minimum):
+    return lambda value: None if value >= minimum else f"must be at least {minimum}"
+
+
+def _fraction(value):
+    return None if 0 <= value < 1 else "must be at least 0 and below 1"
+
+
+def _choice(*options):
+    return lambda value: None if value in options else "must be one of " + ", ".join(options)
+
+
+def _truncate(value):
+    return None if value == -1 or value >= 1 else "must be -1 (full backpropagation) or a positive number of steps"
+
+
+def _setting(default, help: str, check: Callable | None = None, kind: type | None = None):
+    return field(default=default, metadata={"help": help, "check": check, "kind": kind})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings of ``scripts/train.py``; field names are the variable names in lower case."""
+
+    learning_rate: float = _setting(0.001, "step size of the optimizer", _positive)
+    vocabulary_size: int = _setting(2000, "words kept, including <MASK/> and UNKNOWN_TOKEN", _at_least(4))
+    embedding_dim: int = _setting(48, "word vector size (really used, unlike the tutorial)", _positive)
+    hidden_dim: int = _setting(128, "state size of each recurrent layer", _positive)
+    nepoch: int = _setting(20, "passes over the training sentences", _positive)
+    model_output_file: str = _setting("", "checkpoint path (default GRU-<date>-<vocab>-<emb>-<hidden>.npz)", kind=str)
+    input_data_file: str = _setting("", f"corpus: a CSV like the tutorial's, a text file or a folder (default {DEFAULT_INPUT_DATA_FILE}, else the embedded corpus)", kind=str)
+    print_every: int = _setting(25000, "examples between progress reports, samples and checkpoints", _positive)
+    seed: int = _setting(10, "seed of parameters, shuffling, dropout and sampling", _non_negative)
+    batch_size: int = _setting(16, "sentences per step (1 = the tutorial's per-sentence steps)", _positive)
+    floatx: str = _setting("float32", "float32 or float64", _choice("float32", "float64"))
+    cell: str = _setting("gru", "recurrent cell: gru, lstm or rnn", _choice("gru", "lstm", "rnn"))
+    num_layers: int = _setting(2, "stacked recurrent layers", _positive)
+    gate: str = _setting("hard_sigmoid", "gate nonlinearity of GRU/LSTM: hard_sigmoid or sigmoid", _choice("hard_sigmoid", "sigmoid"))
+    optimizer: str = _setting("rmsprop", "sgd, rmsprop or adam", _choice("sgd", "rmsprop", "adam"))
+    decay: float = _setting(0.9, "RMSprop decay", _fraction)
+    grad_clip: float = _setting(0.0, "maximum global gradient norm (0: no clipping)", _non_negative)
+    anneal: str = _setting("none", "learning-rate schedule: none, plateau (multiply by ANNEAL_RATE when the validation loss rises) or exponential (every epoch)", _choice("none", "plateau", "exponential"))
+    anneal_rate: float = _setting(0.5, "factor of the learning-rate schedule", lambda v: None if 0 < v < 1 else "must be between 0 and 1")
+    dropout: float = _setting(0.0, "dropout between layers during training", _fraction)
+    bptt_truncate: int = _setting(-1, "steps of backpropagation through time (-1: all)", _truncate)
+    validation_fraction: float = _setting(0.0, "share of sentences held out for validation", _fraction)
+    min_sent_characters: int = _setting(0, "drop shorter sentences", _non_negative)
+    tokens: str = _setting("word", "word or char (character-level model)", _choice("word", "char"))
+    max_sentences: int = _setting(0, "use only the first N sentences (0: all)", _non_negative)
+    num_samples: int = _setting(10, "sentences generated at each report", _non_negative)
+    temperature: float = _setting(1.0, "sampling temperature (0: greedy)", _non_negative)
+    device: str = _setting("cpu", "cpu or gpu (gpu runs PyTensor's JAX backend)", _choice("cpu", "gpu"))
+    backend: str = _setting("auto", "auto, cpu (C VM + fused ops), numba or jax", _choice("auto", "cpu", "numba", "jax"))
+    bucket_width: int = _setting(0, "pad batch lengths to a multiple of this (0: no padding; the JAX backend uses 16)", _non_negative)
+    resume: str = _setting("", "checkpoint to resume from", kind=str)
+
+    # ------------------------------------------------------------------
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> "Settings":
+        """Read, convert and check every setting.
+
+        Parameters
+        ----------
+        environ : mapping of variable name to string value (``os.environ``)
+
+        Raises
+        ------
+        ConfigError
+            One line naming the variable, its value and what it must be.
+        """
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            variable = f.name.upper()
+            raw = environ.get(variable)
+            if raw is None or raw.strip() == "":
+                continue
+            values[f.name] = _convert(variable, raw.strip(), type(f.default))
+        return cls(**values)
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            expected = type(f.default)
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, f.name, float(value))
+                value = float(value)
+            if not isinstance(value, expected) or isinstance(value, bool):
+                raise ConfigError(f"{f.name.upper()}={value!r}: must be of type {expected.__name__}")
+            if expected is float and not math.isfinite(value):
+                raise ConfigError(f"{f.name.upper()}={value!r}: must be a finite number")
+            check = f.metadata["check"]
+            problem = check(value) if check else None
+            if problem:
+                raise ConfigError(f"{f.name.upper()}={value!r}: {problem}")
+
+    @property
+    def backend_name(self) -> str:
+        """The compilation backend these settings select."""
+        if self.backend != "auto":
+            return self.backend
+        return "jax" if self.device == "gpu" else "cpu"
+
+    def output_path(self, now: datetime.datetime | None = None) -> str:
+        """MODEL_OUTPUT_FILE, or the tutorial-style default name (with ``.npz``)."""
+        if self.model_output_file:
+            return self.model_output_file
+        stamp = (now or datetime.datetime.now()).strftime("%Y-%m-%d-%H-%M")
+        return f"{self.cell.upper()}-{stamp}-{self.vocabulary_size}-{self.embedding_dim}-{self.hidden_dim}.npz"
+
+    def as_dict(self) -> dict:
+        """Plain JSON-serialisable dict (saved in checkpoints)."""
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> "Settings":
+        """A copy with some settings changed (checked again)."""
+        return dataclasses.replace(self, **changes)
+
+    def describe(self) -> list[str]:
+        """``NAME = value`` lines for printing at start."""
+        width = max(len(f.name) for f in dataclasses.fields(self))
+        return [f"{f.name.upper():<{width}} = {getattr(self, f.name)}" for f in dataclasses.fields(self)]
+
+    @classmethod
+    def help_lines(cls) -> list[str]:
+        """One line per variable: name, default, meaning (for ``--help``)."""
+        return [
+            f"  {f.name.upper():<20} {str(f.default) or '-':<14} {f.metadata['help']}"
+            for f in dataclasses.fields(cls)
+        ]
+
+
+#: The fields, for documentation.
+SETTINGS = [f.name.upper() for f in dataclasses.fields(Settings)]
+
+
+def _convert(variable: str, raw: str, kind: type):
+    if kind is str:
+        return raw
+    try:
+        if kind is int:
+            return int(raw)
+        value = float(raw)
+    except ValueError:
+        article = "an integer" if kind is int else "a number"
+        raise ConfigError(f"{variable}={raw!r}: must be {article}") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{variable}={raw!r}: must be a finite number")
+    return value

@@ -1,0 +1,70 @@
+r"""Masked cross-entropy loss computed from logits.
+
+The loss of a batch is the tutorial's summed negative log-likelihood
+
+.. math:: L = -\sum_{t, b} m_{t,b} \log \mathrm{softmax}(o_{t,b})[y_{t,b}]
+
+computed stably from the logits :math:`o` (never by clipping probabilities);
+padded positions (:math:`m = 0`) contribute nothing.
+"""
+
+from __future__ import annotations
+
+import pytensor.tensor as pt
+from pytensor.tensor.special import log_softmax
+
+__all__ = ["LOSS_IMPLEMENTATIONS", "masked_nll", "token_nll"]
+
+LOSS_IMPLEMENTATIONS = ("auto", "reference", "fused")
+
+
+def token_nll(logits, targets, implementation: str = "auto"):
+    """Negative log-probability of each target under softmax(logits).
+
+    Parameters
+    ----------
+    logits : TensorVariable (N, V)
+    targets : TensorVariable (N,) int
+    implementation : ``"reference"`` (``log_softmax`` graph), ``"fused"``
+        (one Op with a NumPy forward and backward, :mod:`symrnn.fused`) or
+        ``"auto"`` (``"fused"``).
+
+    Returns
+    -------
+    TensorVariable (N,)
+    """
+    if implementation not in LOSS_IMPLEMENTATIONS:
+        raise ValueError(f"implementation must be one of {LOSS_IMPLEMENTATIONS}, not {implementation!r}")
+    if implementation == "reference":
+        log_probs = log_softmax(logits, axis=-1)
+        return -log_probs[pt.arange(logits.shape[0]), targets]
+    from symrnn.fused import softmax_nll
+
+    return softmax_nll(logits, targets)
+
+
+def masked_nll(hidden, W_out, b_out, targets, mask, implementation: str = "auto"):
+    """Output layer and summed masked loss of a padded batch.
+
+    Parameters
+    ----------
+    hidden : TensorVariable (T, B, H)
+        Top layer's states.
+    W_out : TensorVariable (H, V)
+    b_out : TensorVariable (V,)
+    targets : TensorVariable (T, B) int
+    mask : TensorVariable (T, B) float
+    implementation : see :func:`token_nll`
+
+    Returns
+    -------
+    total : TensorVariable scalar
+        Summed negative log-likelihood over real tokens.
+    n_tokens : TensorVariable scalar
+        Number of real tokens (sum of the mask).
+    """
+    steps, batch = hidden.shape[0], hidden.shape[1]
+    logits = pt.dot(hidden.reshape((steps * batch, hidden.shape[2])), W_out) + b_out
+    nll = token_nll(logits, targets.reshape((steps * batch,)), implementation)
+    flat_mask = mask.reshape((steps * batch,))
+    return pt.sum(nll * flat_mask), pt.sum(flat_mask)

@@ -1,0 +1,141 @@
+"""The loop over time: the one place in symrnn that calls ``scan``.
+
+A cell (:mod:`symrnn.cells`) says what one step computes; this module runs it
+over a padded, time-major batch. Where a position is padding (``mask == 0``)
+the state is carried through unchanged, so padded positions never affect later
+steps, the loss or the gradients.
+
+Two implementations compute the same thing:
+
+``"scan"``
+    ``pytensor.scan`` over the cell's step function: works for every cell,
+    every backend (JAX included) and supports truncated backpropagation.
+``"fused"``
+    a single Op with its own NumPy forward and backward loops
+    (:mod:`symrnn.fused`), much faster on CPU. GRU only, full backpropagation
+    only; tests check it against ``"scan"``.
+
+``"auto"`` picks ``"fused"`` where it applies and ``"scan"`` otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+
+from symrnn.cells import CELLS, GATES, Cell
+
+__all__ = ["IMPLEMENTATIONS", "masked_update", "recurrent_layer", "step_layer"]
+
+IMPLEMENTATIONS = ("auto", "scan", "fused")
+
+
+def _cell(cell: Cell | str) -> Cell:
+    return CELLS[cell] if isinstance(cell, str) else cell
+
+
+def _as_tuple(states) -> tuple:
+    return tuple(states) if isinstance(states, (tuple, list)) else (states,)
+
+
+def masked_update(mask_t, new, old):
+    """Keep ``old`` where ``mask_t`` is 0.
+
+    Parameters
+    ----------
+    mask_t : TensorVariable (B,)
+    new, old : TensorVariable (B, H)
+
+    Returns
+    -------
+    TensorVariable (B, H): ``m * new + (1 - m) * old`` with ``m = mask_t[:, None]``.
+    """
+    m = mask_t[:, None]
+    return m * new + (pt.constant(np.asarray(1, dtype=m.dtype)) - m) * old
+
+
+def step_layer(cell: Cell | str, projected_t, states: Sequence, W_h, gate: str = "hard_sigmoid") -> tuple:
+    """One unmasked step of one layer (used by the compiled one-step generator).
+
+    Parameters
+    ----------
+    cell : Cell or name
+    projected_t : TensorVariable (B, k*H)
+    states : sequence of TensorVariable (B, H), ``cell.states`` of them
+    W_h : TensorVariable (H, k*H)
+    gate : name of the gate nonlinearity
+
+    Returns
+    -------
+    tuple of TensorVariable (B, H): the new states, the layer's output first.
+    """
+    cell = _cell(cell)
+    return _as_tuple(cell.step(projected_t, *states, W_h, gate=GATES[gate]))
+
+
+def recurrent_layer(
+    cell: Cell | str,
+    projected,
+    mask,
+    initial_states: Sequence,
+    W_h,
+    gate: str = "hard_sigmoid",
+    truncate_gradient: int = -1,
+    implementation: str = "auto",
+) -> tuple:
+    """Run one recurrent layer over a padded batch.
+
+    Parameters
+    ----------
+    cell : Cell or name (``"rnn"``, ``"gru"``, ``"lstm"``)
+    projected : TensorVariable (T, B, k*H)
+        Input projections of all steps, bias included (computed outside the loop).
+    mask : TensorVariable (T, B)
+        1 on real tokens, 0 on padding; same float dtype as ``projected``.
+    initial_states : sequence of TensorVariable (B, H)
+    W_h : TensorVariable (H, k*H)
+        Recurrent weights.
+    gate : str
+        Gate nonlinearity name (GRU and LSTM).
+    truncate_gradient : int
+        ``-1`` for full backpropagation through time, else the number of steps
+        the gradient runs back (``scan``'s ``truncate_gradient``, as the
+        tutorial's ``bptt_truncate``).
+    implementation : ``"auto"``, ``"scan"`` or ``"fused"``
+
+    Returns
+    -------
+    tuple of TensorVariable (T, B, H): the state sequences, the output first.
+    """
+    cell = _cell(cell)
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, not {implementation!r}")
+    fused_applies = cell.name == "gru" and truncate_gradient == -1
+    if implementation == "fused" and not fused_applies:
+        raise ValueError("the fused implementation supports the GRU with full backpropagation only")
+    if implementation in ("auto", "fused") and fused_applies:
+        from symrnn.fused import fused_gru
+
+        return (fused_gru(projected, mask, initial_states[0], W_h, gate=gate),)
+
+    n_states = cell.states
+    gate_fn = GATES[gate]
+
+    def step(projected_t, mask_t, *rest):
+        states, (weights,) = rest[:n_states], rest[n_states:]
+        new = _as_tuple(cell.step(projected_t, *states, weights, gate=gate_fn))
+        return [masked_update(mask_t, n, o) for n, o in zip(new, states)]
+
+    outputs = pytensor.scan(
+        step,
+        sequences=[projected, mask],
+        outputs_info=list(initial_states),
+        non_sequences=[W_h],
+        truncate_gradient=truncate_gradient,
+        strict=True,
+        return_updates=False,
+    )
+    return _as_tuple(outputs)

@@ -1,0 +1,155 @@
+r"""Update rules: plain functions from gradients to an update dictionary.
+
+Each rule returns ``{shared_variable: new_value_expression}`` for the parameters
+and for its own state, which it creates as shared variables named after their
+parameter (``"<param>/rmsprop_cache"``, ``"<param>/adam_m"``, ...), so
+:func:`optimizer_state` can collect them by name for checkpoints.
+
+Rules (g: gradient, p: parameter, lr: learning rate):
+
+* ``sgd``:     :math:`p \leftarrow p - lr\, g`
+* ``rmsprop``: :math:`m \leftarrow \rho m + (1-\rho) g^2,\ p \leftarrow p - lr\, g / \sqrt{m + \epsilon}`
+  (the tutorial's form: :math:`\epsilon = 10^{-6}` inside the square root)
+* ``adam``:    :math:`m \leftarrow \beta_1 m + (1-\beta_1) g,\ v \leftarrow \beta_2 v + (1-\beta_2) g^2,`
+  :math:`p \leftarrow p - lr \frac{\sqrt{1-\beta_2^t}}{1-\beta_1^t} \frac{m}{\sqrt v + \epsilon}`
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Mapping, Sequence
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+
+__all__ = ["OPTIMIZERS", "adam", "clip_by_global_norm", "optimizer_state", "rmsprop", "sgd"]
+
+
+def _scalar(value, dtype):
+    """A scalar expression of ``dtype`` (constants and symbolic scalars alike)."""
+    if isinstance(value, pytensor.graph.basic.Variable):
+        return pt.cast(value, dtype)
+    return pt.constant(np.asarray(value, dtype=dtype))
+
+
+def _state_like(param, suffix: str):
+    value = param.get_value(borrow=True)
+    return pytensor.shared(np.zeros_like(value), name=f"{param.name}/{suffix}")
+
+
+def sgd(grads: Sequence, params: Sequence, learning_rate) -> OrderedDict:
+    """Plain stochastic gradient descent.
+
+    Parameters
+    ----------
+    grads : sequence of TensorVariable, each the shape of its parameter
+    params : sequence of shared variables
+    learning_rate : float or scalar TensorVariable
+
+    Returns
+    -------
+    OrderedDict mapping each parameter to its updated value.
+    """
+    updates = OrderedDict()
+    for param, grad in zip(params, grads):
+        updates[param] = param - _scalar(learning_rate, param.dtype) * grad
+    return updates
+
+
+def rmsprop(grads: Sequence, params: Sequence, learning_rate, decay=0.9, epsilon=1e-6) -> OrderedDict:
+    """RMSprop exactly as the tutorial's ``sgd_step``.
+
+    Parameters
+    ----------
+    grads, params, learning_rate : as :func:`sgd`
+    decay : float or scalar TensorVariable
+        :math:`\\rho`, the cache's decay.
+    epsilon : float
+        Added inside the square root.
+
+    Returns
+    -------
+    OrderedDict with the parameters and their caches ``"<name>/rmsprop_cache"``.
+    """
+    updates = OrderedDict()
+    for param, grad in zip(params, grads):
+        dtype = param.dtype
+        cache = _state_like(param, "rmsprop_cache")
+        rho = _scalar(decay, dtype)
+        new_cache = rho * cache + (_scalar(1, dtype) - rho) * pt.sqr(grad)
+        updates[cache] = new_cache
+        updates[param] = param - _scalar(learning_rate, dtype) * grad / pt.sqrt(new_cache + _scalar(epsilon, dtype))
+    return updates
+
+
+def adam(grads: Sequence, params: Sequence, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8) -> OrderedDict:
+    """Adam (Kingma & Ba, 2015) with bias correction folded into the step size.
+
+    Parameters
+    ----------
+    grads, params, learning_rate : as :func:`sgd`
+    beta1, beta2, epsilon : float
+
+    Returns
+    -------
+    OrderedDict with the parameters, their moments ``"<name>/adam_m"``,
+    ``"<name>/adam_v"`` and the shared step counter ``"adam/step"``.
+    """
+    updates = OrderedDict()
+    dtype = params[0].dtype
+    step = pytensor.shared(np.asarray(0, dtype=dtype), name="adam/step")
+    t = step + _scalar(1, dtype)
+    one = _scalar(1, dtype)
+    b1, b2 = _scalar(beta1, dtype), _scalar(beta2, dtype)
+    step_size = _scalar(learning_rate, dtype) * pt.sqrt(one - b2**t) / (one - b1**t)
+    for param, grad in zip(params, grads):
+        m = _state_like(param, "adam_m")
+        v = _state_like(param, "adam_v")
+        new_m = b1 * m + (one - b1) * grad
+        new_v = b2 * v + (one - b2) * pt.sqr(grad)
+        updates[m] = new_m
+        updates[v] = new_v
+        updates[param] = param - pt.cast(step_size, param.dtype) * new_m / (pt.sqrt(new_v) + _scalar(epsilon, param.dtype))
+    updates[step] = t
+    return updates
+
+
+#: Update rules by name, as chosen by the ``OPTIMIZER`` setting.
+OPTIMIZERS = {"sgd": sgd, "rmsprop": rmsprop, "adam": adam}
+
+
+def clip_by_global_norm(grads: Sequence, max_norm):
+    """Scale all gradients together so their joint L2 norm is at most ``max_norm``.
+
+    Parameters
+    ----------
+    grads : sequence of TensorVariable
+    max_norm : float (> 0)
+
+    Returns
+    -------
+    clipped : list of TensorVariable, same shapes and dtypes
+    norm : scalar TensorVariable, the norm before clipping
+    """
+    dtype = grads[0].dtype
+    norm = pt.sqrt(sum(pt.sum(pt.sqr(g)) for g in grads))
+    limit = _scalar(max_norm, dtype)
+    scale = pt.minimum(_scalar(1, dtype), limit / pt.maximum(norm, _scalar(1e-12, dtype)))
+    return [g * pt.cast(scale, g.dtype) for g in grads], norm
+
+
+def optimizer_state(updates: Mapping, params: Sequence) -> dict:
+    """The optimizer's state variables in ``updates``, by name.
+
+    Parameters
+    ----------
+    updates : mapping from an update rule
+    params : the parameters (excluded from the result)
+
+    Returns
+    -------
+    dict name -> shared variable
+    """
+    param_set = set(params)
+    return {var.name: var for var in updates if var not in param_set}
