@@ -1,0 +1,84 @@
+"""What every symrnn script shares: error handling, logging, loading models and corpora."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+# Running as ``python scripts/x.py`` from a checkout: make symrnn and models importable.
+_ROOT = Path(__file__).resolve().parent.parent
+if str(_ROOT) not in sys.path and (_ROOT / "symrnn").is_dir():
+    sys.path.insert(0, str(_ROOT))
+
+from symrnn.checkpoint import load_checkpoint  # noqa: E402
+from symrnn.errors import SymrnnError  # noqa: E402
+from symrnn.text import Vocabulary, load_corpus  # noqa: E402
+
+EXIT_BAD_INPUT = 2
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Timestamped log lines on stderr; PyTensor's own chatter kept quiet."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+        stream=sys.stderr,
+    )
+    for noisy in ("pytensor", "numba", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def run(main) -> None:
+    """Call ``main()`` and turn symrnn's errors into one-line messages with exit status 2."""
+    prog = Path(sys.argv[0]).name
+    try:
+        status = main()
+    except SymrnnError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(status or 0)
+
+
+def load_model(path: str, data: str | None = None, vocabulary_size: int | None = None, **model_options):
+    """A model file and its vocabulary.
+
+    Files of the original tutorial carry no vocabulary: it is rebuilt from
+    ``data`` (the corpus the model was trained on) with ``vocabulary_size``
+    words (default: the model's word count).
+
+    Returns
+    -------
+    model : RNNLanguageModel
+    vocabulary : Vocabulary
+    checkpoint : Checkpoint
+    """
+    from models.loading import model_from_checkpoint
+
+    checkpoint = load_checkpoint(path)
+    model = model_from_checkpoint(checkpoint, **model_options)
+    if checkpoint.vocabulary is not None:
+        vocabulary = Vocabulary.from_words(checkpoint.vocabulary)
+    else:
+        if not data:
+            raise SymrnnError(
+                f"{path} holds no vocabulary (the original tutorial's layout): pass --data FILE "
+                "(the corpus it was trained on) and --vocabulary-size N"
+            )
+        vocabulary = load_corpus(data, vocabulary_size=vocabulary_size or model.word_dim).vocabulary
+    if len(vocabulary) != model.word_dim:
+        raise SymrnnError(
+            f"{path}: the model has {model.word_dim} words but the vocabulary has {len(vocabulary)}; "
+            "check --vocabulary-size and --data"
+        )
+    return model, vocabulary, checkpoint
+
+
+def env_flag(name: str) -> bool:
+    """True when an environment variable is set to a true-looking value."""
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")

