@@ -26,6 +26,7 @@ except ImportError:  # run as a file: python scripts/train.py
 
 import numpy as np
 
+from symrnn.batching import split_train_validation
 from symrnn.checkpoint import load_checkpoint, save_checkpoint
 from symrnn.config import DEFAULT_INPUT_DATA_FILE, Settings
 from symrnn.errors import CheckpointError, ConfigError
@@ -34,7 +35,10 @@ from symrnn.text import DEFAULT_CORPUS_NAME, Vocabulary, load_corpus, sentences_
 from symrnn.training import Diverged, TrainingState, anneal_learning_rate, evaluate, train
 
 # Settings a resumed run may change; every other one comes from the checkpoint.
-RESUME_OVERRIDABLE = ("nepoch", "print_every", "model_output_file", "resume", "num_samples", "temperature", "backend", "device")
+RESUME_OVERRIDABLE = (
+    "nepoch", "print_every", "model_output_file", "resume", "num_samples", "temperature", "backend", "device", "cache_dir",
+    "input_data_file",
+)
 EVALUATION_SENTENCES = 10000  # the tutorial's loss report uses the first 10,000 training sentences
 
 
@@ -65,15 +69,6 @@ def resolve_corpus_path(settings: Settings) -> str | None:
     if settings.input_data_file:
         return settings.input_data_file
     return DEFAULT_INPUT_DATA_FILE if Path(DEFAULT_INPUT_DATA_FILE).exists() else None
-
-
-def split_validation(n: int, fraction: float, seed: int):
-    """Indices of training and validation sentences (disjoint, seeded)."""
-    order = np.random.default_rng(seed + 1).permutation(n)
-    n_valid = int(round(n * fraction))
-    if fraction > 0 and n_valid == 0:
-        n_valid = 1
-    return np.sort(order[n_valid:]), np.sort(order[:n_valid])
 
 
 def rng_state_json(model) -> str:
@@ -116,7 +111,10 @@ class Run:
         s = self.settings
         path = resolve_corpus_path(s)
         self.say(f"Reading corpus: {path or DEFAULT_CORPUS_NAME + ' (embedded default corpus)'}")
-        corpus = load_corpus(path, vocabulary_size=s.vocabulary_size, min_sent_characters=s.min_sent_characters, tokens=s.tokens)
+        corpus = load_corpus(
+            path, vocabulary_size=s.vocabulary_size, min_sent_characters=s.min_sent_characters, tokens=s.tokens,
+            cache_dir=s.token_cache_dir(str(Path.home())),
+        )
         sentences = corpus.sentences[: s.max_sentences] if s.max_sentences else corpus.sentences
         if self.checkpoint is not None and self.checkpoint.vocabulary is not None:
             self.vocabulary = Vocabulary.from_words(self.checkpoint.vocabulary)
@@ -125,7 +123,7 @@ class Run:
         else:
             self.vocabulary = corpus.vocabulary
         X, Y = sentences_to_pairs(sentences, self.vocabulary)
-        train_idx, valid_idx = split_validation(len(X), s.validation_fraction, s.seed)
+        train_idx, valid_idx = split_train_validation(len(X), s.validation_fraction, s.seed)
         self.X_train, self.Y_train = [X[i] for i in train_idx], [Y[i] for i in train_idx]
         self.X_valid, self.Y_valid = [X[i] for i in valid_idx], [Y[i] for i in valid_idx]
         if not self.X_train:

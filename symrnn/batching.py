@@ -18,7 +18,7 @@ from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-__all__ = ["Batch", "pad_batch", "bucket_length", "iterate_minibatches", "count_tokens"]
+__all__ = ["Batch", "pad_batch", "bucket_length", "iterate_minibatches", "count_tokens", "split_train_validation"]
 
 
 class Batch(NamedTuple):
@@ -225,3 +225,27 @@ def count_tokens(mask) -> int:
     int
     """
     return int(np.count_nonzero(np.asarray(mask)))
+
+
+def split_train_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint, seeded split of ``n`` sentence indices.
+
+    Parameters
+    ----------
+    n : int
+        Number of sentences.
+    fraction : float in [0, 1)
+        Share held out for validation (at least one sentence when > 0).
+    seed : int
+
+    Returns
+    -------
+    train, validation : ndarray of int, sorted
+    """
+    if not 0 <= fraction < 1:
+        raise ValueError(f"fraction must be in [0, 1), not {fraction!r}")
+    order = np.random.default_rng([seed, 1]).permutation(n)
+    n_valid = int(round(n * fraction))
+    if fraction > 0 and n_valid == 0 and n > 1:
+        n_valid = 1
+    return np.sort(order[n_valid:]), np.sort(order[:n_valid])

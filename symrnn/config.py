@@ -84,6 +84,7 @@ class Settings:
     backend: str = _setting("auto", "auto, cpu (C VM + fused ops), numba or jax", _choice("auto", "cpu", "numba", "jax"))
     bucket_width: int = _setting(0, "pad batch lengths to a multiple of this (0: no padding; the JAX backend uses 16)", _non_negative)
     resume: str = _setting("", "checkpoint to resume from", kind=str)
+    cache_dir: str = _setting("", "folder for tokenised corpora, so a second start skips tokenising (default ~/.cache/symrnn; off: no cache)", kind=str)
 
     # ------------------------------------------------------------------
     @classmethod
@@ -137,6 +138,12 @@ class Settings:
             return self.model_output_file
         stamp = (now or datetime.datetime.now()).strftime("%Y-%m-%d-%H-%M")
         return f"{self.cell.upper()}-{stamp}-{self.vocabulary_size}-{self.embedding_dim}-{self.hidden_dim}.npz"
+
+    def token_cache_dir(self, home: str) -> str | None:
+        """Where tokenised corpora are cached (None when CACHE_DIR=off)."""
+        if self.cache_dir.lower() == "off":
+            return None
+        return self.cache_dir or f"{home}/.cache/symrnn"
 
     def as_dict(self) -> dict:
         """Plain JSON-serialisable dict (saved in checkpoints)."""
