@@ -30,6 +30,7 @@ from symrnn.batching import split_train_validation
 from symrnn.checkpoint import load_checkpoint, save_checkpoint
 from symrnn.config import DEFAULT_INPUT_DATA_FILE, Settings
 from symrnn.errors import CheckpointError, ConfigError
+from symrnn.plotting import plot_available, write_loss_curve
 from symrnn.sampling import generate
 from symrnn.text import DEFAULT_CORPUS_NAME, Vocabulary, load_corpus, sentences_to_pairs
 from symrnn.training import Diverged, TrainingState, anneal_learning_rate, evaluate, train
@@ -81,6 +82,15 @@ def restore_rng_state(model, text: str) -> None:
     model.dropout_rng.set_value(generator)
 
 
+def make_progress_bar(total: int, stream):
+    """A tqdm bar (examples, examples/s, loss, tokens/s, ETA) on a terminal; None otherwise."""
+    if not stream.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="ex", file=stream, dynamic_ncols=True, smoothing=0.05)
+
+
 class Run:
     """One training run: the model, its data and how it reports and saves."""
 
@@ -95,6 +105,8 @@ class Run:
             self.settings = settings = settings_for_resume(settings, self.checkpoint.settings, environ)
         self.output_path = settings.output_path() if (settings.model_output_file or not settings.resume) else settings.resume
         self.best_path = self._beside(self.output_path, "best")
+        self.plot_path = str(Path(self.output_path).with_suffix("")) + ".loss.png"
+        self.progress_bar = None
 
     @staticmethod
     def _beside(path: str, tag: str) -> str:
@@ -102,9 +114,13 @@ class Run:
         return str(p.with_name(f"{p.stem}.{tag}{p.suffix or '.npz'}"))
 
     def say(self, *lines):
+        if self.progress_bar is not None:
+            self.progress_bar.clear()
         for line in lines:
             print(line, file=self.out)
         self.out.flush()
+        if self.progress_bar is not None:
+            self.progress_bar.refresh()
 
     # ------------------------------------------------------------------ setup
     def load_data(self):
@@ -218,7 +234,9 @@ class Run:
         return [joiner.join(v.decode(sentence)) for sentence in result.sentences]
 
     def on_report(self, report):
-        if report.kind == "progress":
+        if report.kind == "step":
+            self.update_progress_bar(report)
+        elif report.kind == "progress":
             self.progress_report(report)
         elif report.kind == "epoch":
             s = self.settings
@@ -226,6 +244,16 @@ class Run:
             if new_rate != report.state.learning_rate:
                 report.state.learning_rate = new_rate
                 self.say(f"Epoch {report.state.epoch} done; learning rate now {new_rate:g}")
+
+    def update_progress_bar(self, report):
+        if self.progress_bar is None:
+            return
+        state = report.state
+        done = state.epoch * len(self.X_train) + min(state.position * self.settings.batch_size, len(self.X_train))
+        self.progress_bar.n = min(done, self.progress_bar.total)
+        rate = state.tokens_seen / max(report.elapsed, 1e-9)
+        self.progress_bar.set_postfix(loss=f"{report.loss:.3f}", tokens_s=f"{rate:.0f}", refresh=False)
+        self.progress_bar.update(0)
 
     def progress_report(self, report):
         s, state = self.settings, report.state
@@ -252,6 +280,8 @@ class Run:
             state.learning_rate = anneal_learning_rate(s.anneal, state.learning_rate, s.anneal_rate, losses, end_of_epoch=False)
         written = self.save()
         self.say(f"Saved model to {written}")
+        if plot_available():
+            self.say(f"Loss curve: {write_loss_curve(self.plot_path, state.history, title=Path(written).name)}")
         if valid_loss is not None and (state.best_validation is None or valid_loss < state.best_validation):
             state.best_validation = valid_loss
             self.say(f"Saved best model (validation loss {valid_loss:f}) to {self.save(self.best_path)}")
@@ -268,6 +298,7 @@ class Run:
             stop["signal"] = signum
 
         previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        self.progress_bar = make_progress_bar(self.settings.nepoch * len(self.X_train), sys.stderr)
         try:
             self.state, completed = train(
                 self.train_step, self.X_train, self.Y_train, epochs=self.settings.nepoch,
@@ -281,6 +312,8 @@ class Run:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if self.progress_bar is not None:
+                self.progress_bar.close()
         written = self.save()
         if not completed:
             name = signal.Signals(stop["signal"]).name
