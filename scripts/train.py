@@ -299,6 +299,7 @@ class Run:
 
         previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         self.progress_bar = make_progress_bar(self.settings.nepoch * len(self.X_train), sys.stderr)
+        self.say(f"Training (Ctrl-C saves the model and stops; RESUME=<model file> continues)")
         try:
             self.state, completed = train(
                 self.train_step, self.X_train, self.Y_train, epochs=self.settings.nepoch,
