@@ -130,6 +130,24 @@ def parameter_shapes(word_dim: int, embedding_dim: int, hidden_dim: int, num_lay
     return shapes
 
 
+class _PerShape:
+    """A batch function compiled once per input shape (static shapes for JAX).
+
+    The first call with a new (T, B) shape compiles; later calls reuse it, so
+    batches padded to a few fixed lengths (``BUCKET_WIDTH``) compile a few times.
+    """
+
+    def __init__(self, build):
+        self.build = build
+        self.functions: dict = {}
+
+    def __call__(self, ids, *args):
+        shape = tuple(np.shape(ids))
+        if shape not in self.functions:
+            self.functions[shape] = self.build(shape)
+        return self.functions[shape](ids, *args)
+
+
 class RNNLanguageModel:
     """Stacked recurrent language model with masked minibatch training.
 
@@ -200,7 +218,8 @@ class RNNLanguageModel:
             value = np.asarray(values[name])
             if value.shape != shape:
                 raise ValueError(f"parameter {name} has shape {value.shape}, expected {shape}")
-            self.params[name] = pytensor.shared(value.astype(dtype), name=name)
+            # Static shapes let every backend (JAX included) see H as a constant.
+            self.params[name] = pytensor.shared(value.astype(dtype), name=name, shape=shape)
         self.dropout_rng = ptr.shared_rng(seed=seed, name="dropout/rng")
         self._rng_updates: dict = {}
         self._functions: dict = {}
@@ -268,8 +287,17 @@ class RNNLanguageModel:
             hidden, self.params["output/W"], self.params["output/b"], targets, mask, self.loss_implementation
         )
 
-    def _inputs(self):
-        return pt.imatrix("ids"), pt.imatrix("targets"), pt.matrix("mask", dtype=self.dtype)
+    def _inputs(self, shape=(None, None)):
+        return (
+            pt.tensor("ids", dtype="int32", shape=shape),
+            pt.tensor("targets", dtype="int32", shape=shape),
+            pt.tensor("mask", dtype=self.dtype, shape=shape),
+        )
+
+    @property
+    def static_shapes(self) -> bool:
+        """Whether batch functions are compiled per (T, B) shape (the JAX backend needs it)."""
+        return self.backend == "jax"
 
     # -------------------------------------------------------------- functions
     def compile_train(self, optimizer: str = "rmsprop", grad_clip: float | None = None, decay: float = 0.9):
@@ -292,7 +320,12 @@ class RNNLanguageModel:
         (loss_sum, n_tokens, grad_norm, applied)``; ``applied`` is 0 when the
         step was skipped. Optimizer state goes to ``self.optimizer_state``.
         """
-        ids, targets, mask = self._inputs()
+        if self.static_shapes:
+            return _PerShape(lambda shape: self._compile_train(optimizer, grad_clip, decay, shape))
+        return self._compile_train(optimizer, grad_clip, decay)
+
+    def _compile_train(self, optimizer, grad_clip, decay, shape=(None, None)):
+        ids, targets, mask = self._inputs(shape)
         learning_rate = pt.scalar("learning_rate", dtype=self.dtype)
         self._rng_updates = {}
         total, n_tokens = self.loss(ids, targets, mask, training=True)
@@ -320,7 +353,12 @@ class RNNLanguageModel:
 
     def compile_loss(self):
         """Compile ``f(ids, targets, mask) -> (loss_sum, n_tokens)`` without dropout."""
-        ids, targets, mask = self._inputs()
+        if self.static_shapes:
+            return _PerShape(self._compile_loss)
+        return self._compile_loss()
+
+    def _compile_loss(self, shape=(None, None)):
+        ids, targets, mask = self._inputs(shape)
         total, n_tokens = self.loss(ids, targets, mask, training=False)
         return pytensor.function([ids, targets, mask], [total, n_tokens], mode=self.mode)
 
@@ -343,6 +381,8 @@ class RNNLanguageModel:
     def compile_probabilities(self):
         """Compile ``f(ids (T, B), mask (T, B)) -> probabilities (T, B, V)`` without dropout."""
         ids, _, mask = self._inputs()
+        if self.static_shapes:
+            raise NotImplementedError("compile_probabilities needs the cpu or numba backend")
         hidden = self.hidden_states(ids, mask, training=False)
         logits = project(hidden, self.params["output/W"], self.params["output/b"])
         return pytensor.function([ids, mask], softmax(logits, axis=-1), mode=self.mode)

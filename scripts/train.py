@@ -305,7 +305,8 @@ class Run:
                 self.train_step, self.X_train, self.Y_train, epochs=self.settings.nepoch,
                 batch_size=self.settings.batch_size, report_every=self.settings.print_every, seed=self.settings.seed,
                 state=self.state, learning_rate=self.settings.learning_rate, callbacks=[self._remember, self.on_report],
-                should_stop=lambda: stop["signal"] is not None, bucket_width=self.settings.bucket_width or None,
+                should_stop=lambda: stop["signal"] is not None,
+                bucket_width=self.settings.bucket_width or (16 if self.settings.backend_name == "jax" else None),
             )
         except Diverged as exc:
             self.say(f"train.py: {exc}. The last good model is {self.output_path if Path(self.output_path).exists() else 'not saved yet'}.")

@@ -48,6 +48,7 @@ def compile_mode(backend: str = "cpu") -> Mode:
             import jax  # noqa: F401
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise ImportError("the jax backend needs JAX: pip install 'symrnn[gpu]' or pip install jax") from exc
+        _keep_reduction_dtypes_in_jax()
         return get_mode("JAX")
     raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
 
@@ -55,3 +56,38 @@ def compile_mode(backend: str = "cpu") -> Mode:
 def uses_fused_ops(backend: str) -> bool:
     """Whether the fused NumPy Ops can run under ``backend`` (not under JAX)."""
     return backend != "jax"
+
+
+_JAX_PATCHED = False
+
+
+def _keep_reduction_dtypes_in_jax() -> None:
+    """Make PyTensor's JAX reductions return their declared dtype.
+
+    PyTensor 3.0's JAX translation of ``CAReduce`` (``Sum`` and friends) returns
+    the accumulator dtype (float64 for float32 sums) instead of the output
+    dtype, so float32 parameters silently became float64 after one update and
+    the next call's ``scan`` refused the mixed carry types. We wrap the
+    translation to cast back to the node's output dtype.
+    """
+    global _JAX_PATCHED
+    if _JAX_PATCHED:
+        return
+    from pytensor.link.jax.dispatch import jax_funcify
+    from pytensor.tensor.elemwise import CAReduce
+
+    translate = jax_funcify.dispatch(CAReduce)
+
+    @jax_funcify.register(CAReduce)
+    def _careduce_with_output_dtype(op, node=None, **kwargs):
+        reduce = translate(op, node=node, **kwargs)
+        if node is None:
+            return reduce
+        dtype = node.outputs[0].dtype
+
+        def careduce(x):
+            return reduce(x).astype(dtype)
+
+        return careduce
+
+    _JAX_PATCHED = True

@@ -45,6 +45,14 @@ def _const(value: float, like) -> pt.TensorConstant:
     return pt.constant(np.asarray(value, dtype=like.dtype))
 
 
+def _hidden_size(h_prev, W_h):
+    """H as a Python int when a static shape knows it (JAX needs static slices), else symbolic."""
+    for known in (W_h.type.shape[0], h_prev.type.shape[-1]):
+        if known is not None:
+            return int(known)
+    return h_prev.shape[-1]
+
+
 def hard_sigmoid(x):
     r"""Theano's piecewise-linear sigmoid, as the tutorial used it.
 
@@ -112,7 +120,7 @@ def gru_step(projected_t, h_prev, W_h, gate: Callable = hard_sigmoid):
     -------
     h_t : TensorVariable (B, H)
     """
-    hidden = h_prev.shape[-1]
+    hidden = _hidden_size(h_prev, W_h)
     zr = gate(projected_t[:, : 2 * hidden] + pt.dot(h_prev, W_h[:, : 2 * hidden]))
     z = zr[:, :hidden]
     r = zr[:, hidden:]
@@ -143,7 +151,7 @@ def lstm_step(projected_t, h_prev, c_prev, W_h, gate: Callable = sigmoid):
     -------
     h_t, c_t : TensorVariable (B, H)
     """
-    hidden = h_prev.shape[-1]
+    hidden = _hidden_size(h_prev, W_h)
     pre = projected_t + pt.dot(h_prev, W_h)
     ifo = gate(pre[:, : 3 * hidden])
     i = ifo[:, :hidden]

@@ -37,7 +37,8 @@ def token_nll(logits, targets, implementation: str = "auto"):
         raise ValueError(f"implementation must be one of {LOSS_IMPLEMENTATIONS}, not {implementation!r}")
     if implementation == "reference":
         log_probs = log_softmax(logits, axis=-1)
-        return -log_probs[pt.arange(logits.shape[0]), targets]
+        # take_along_axis rather than arange indexing: JAX needs static shapes.
+        return -pt.take_along_axis(log_probs, targets[:, None], axis=1)[:, 0]
     from symrnn.fused import softmax_nll
 
     return softmax_nll(logits, targets)
