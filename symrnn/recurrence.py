@@ -25,6 +25,7 @@ from typing import Sequence
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
+from pytensor.gradient import zero_grad
 
 from symrnn.cells import CELLS, GATES, Cell
 
@@ -121,6 +122,21 @@ def recurrent_layer(
 
         return (fused_gru(projected, mask, initial_states[0], W_h, gate=gate),)
 
+    if truncate_gradient == -1:
+        return _scan(cell, projected, mask, list(initial_states), W_h, gate)
+    # Truncated BPTT with scan's meaning (gradient flows back through the last
+    # ``truncate_gradient`` steps only): run the earlier steps with their
+    # gradient cut, then the last steps from there. (PyTensor's own
+    # ``truncate_gradient`` returns sequence gradients of the wrong length.)
+    split = pt.maximum(projected.shape[0] - truncate_gradient, 0)
+    early = [zero_grad(s) for s in _scan(cell, projected[:split], mask[:split], list(initial_states), W_h, gate)]
+    starts = [pt.concatenate([init[None], seq], axis=0)[-1] for init, seq in zip(initial_states, early)]
+    late = _scan(cell, projected[split:], mask[split:], starts, W_h, gate)
+    return tuple(pt.concatenate([e, l], axis=0) for e, l in zip(early, late))
+
+
+def _scan(cell: Cell, projected, mask, initial_states: list, W_h, gate: str) -> tuple:
+    """``scan`` of a masked cell step over time (full backpropagation)."""
     n_states = cell.states
     gate_fn = GATES[gate]
 
@@ -132,9 +148,8 @@ def recurrent_layer(
     outputs = pytensor.scan(
         step,
         sequences=[projected, mask],
-        outputs_info=list(initial_states),
+        outputs_info=initial_states,
         non_sequences=[W_h],
-        truncate_gradient=truncate_gradient,
         strict=True,
         return_updates=False,
     )
