@@ -38,7 +38,7 @@ from symrnn.training import Diverged, TrainingState, anneal_learning_rate, evalu
 # Settings a resumed run may change; every other one comes from the checkpoint.
 RESUME_OVERRIDABLE = (
     "nepoch", "print_every", "model_output_file", "resume", "num_samples", "temperature", "backend", "device", "cache_dir",
-    "input_data_file",
+    "input_data_file", "time_limit",
 )
 EVALUATION_SENTENCES = 10000  # the tutorial's loss report uses the first 10,000 training sentences
 
@@ -300,12 +300,14 @@ class Run:
         previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         self.progress_bar = make_progress_bar(self.settings.nepoch * len(self.X_train), sys.stderr)
         self.say(f"Training (Ctrl-C saves the model and stops; RESUME=<model file> continues)")
+        deadline = time.monotonic() + self.settings.time_limit if self.settings.time_limit else None
+        out_of_time = lambda: deadline is not None and time.monotonic() > deadline
         try:
             self.state, completed = train(
                 self.train_step, self.X_train, self.Y_train, epochs=self.settings.nepoch,
                 batch_size=self.settings.batch_size, report_every=self.settings.print_every, seed=self.settings.seed,
                 state=self.state, learning_rate=self.settings.learning_rate, callbacks=[self._remember, self.on_report],
-                should_stop=lambda: stop["signal"] is not None,
+                should_stop=lambda: stop["signal"] is not None or out_of_time(),
                 bucket_width=self.settings.bucket_width or (16 if self.settings.backend_name == "jax" else None),
             )
         except Diverged as exc:
@@ -317,6 +319,13 @@ class Run:
             if self.progress_bar is not None:
                 self.progress_bar.close()
         written = self.save()
+        if self.X_valid:
+            loss = self.per_word_loss(self.X_valid, self.Y_valid)
+            self.say(f"Final validation loss: {loss:f} (perplexity {np.exp(loss):.1f})")
+        if not completed and stop["signal"] is None:
+            self.say(f"Time limit of {self.settings.time_limit:g} s reached after {self.state.examples_seen} examples. Saved model to {written}",
+                     f"Continue with: RESUME={written} python scripts/train.py")
+            return 0
         if not completed:
             name = signal.Signals(stop["signal"]).name
             self.say(f"Stopped by {name}; saved model to {written}", f"Resume with: RESUME={written} python scripts/train.py")
