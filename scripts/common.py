@@ -77,8 +77,3 @@ def load_model(path: str, data: str | None = None, vocabulary_size: int | None =
             "check --vocabulary-size and --data"
         )
     return model, vocabulary, checkpoint
-
-
-def env_flag(name: str) -> bool:
-    """True when an environment variable is set to a true-looking value."""
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
