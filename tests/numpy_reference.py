@@ -20,29 +20,53 @@ def softmax(v):
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def tutorial_gru_forward(E, U, W, V, b, c, x):
-    """The tutorial's GRUTheano forward pass, one word at a time: probabilities (T, word_dim)."""
-    hidden = U.shape[1]
-    s1 = np.zeros(hidden)
-    s2 = np.zeros(hidden)
+def tutorial_gru_forward(E, U, W, V, b, c, x, U_in=None, gate=hard_sigmoid, states=None, return_states=False):
+    """The tutorial's GRUTheano forward pass, one word at a time: probabilities (T, word_dim).
+
+    ``U_in`` (3, H, D), when given, holds the first layer's input weights (an
+    embedding size different from the hidden size) and ``U`` (3, H, H) the
+    second layer's; otherwise ``U`` is the tutorial's (6, H, H). ``gate`` is the
+    gate nonlinearity (tests pass a recording wrapper to check the distance to
+    hard_sigmoid's kinks). ``states`` = (s1, s2) starts from given states
+    instead of zeros; with ``return_states`` the final (s1, s2) are returned too.
+    """
+    hidden = W.shape[1]
+    first, second = (U_in, U[0:3]) if U_in is not None else (U[0:3], U[3:6])
+    s1, s2 = (np.zeros(hidden), np.zeros(hidden)) if states is None else states
     outputs = []
     for word in x:
         e = E[:, word]
-        z1 = hard_sigmoid(U[0] @ e + W[0] @ s1 + b[0])
-        r1 = hard_sigmoid(U[1] @ e + W[1] @ s1 + b[1])
-        h1 = np.tanh(U[2] @ e + W[2] @ (s1 * r1) + b[2])
+        z1 = gate(first[0] @ e + W[0] @ s1 + b[0])
+        r1 = gate(first[1] @ e + W[1] @ s1 + b[1])
+        h1 = np.tanh(first[2] @ e + W[2] @ (s1 * r1) + b[2])
         s1 = (1 - z1) * h1 + z1 * s1
-        z2 = hard_sigmoid(U[3] @ s1 + W[3] @ s2 + b[3])
-        r2 = hard_sigmoid(U[4] @ s1 + W[4] @ s2 + b[4])
-        h2 = np.tanh(U[5] @ s1 + W[5] @ (s2 * r2) + b[5])
+        z2 = gate(second[0] @ s1 + W[3] @ s2 + b[3])
+        r2 = gate(second[1] @ s1 + W[4] @ s2 + b[4])
+        h2 = np.tanh(second[2] @ s1 + W[5] @ (s2 * r2) + b[5])
         s2 = (1 - z2) * h2 + z2 * s2
         outputs.append(softmax(V @ s2 + c))
-    return np.array(outputs)
+    probs = np.array(outputs).reshape(len(outputs), V.shape[0])
+    return (probs, (s1, s2)) if return_states else probs
 
 
-def tutorial_gru_loss(params, x, y):
-    probs = tutorial_gru_forward(*params, x)
+def tutorial_gru_loss(params, x, y, U_in=None):
+    probs = tutorial_gru_forward(*params, x, U_in=U_in)
     return -np.sum(np.log(probs[np.arange(len(y)), y]))
+
+
+def tutorial_gru_window_loss(params, frozen_params, x, y, k):
+    """Loss of the last ``k`` steps of a sentence, the states before them held constant.
+
+    The states entering the window are computed with ``frozen_params``; the
+    window itself runs with ``params``. Its gradient with respect to the
+    parameters the recurrence uses (E, U, W, b) is what ``scan`` with
+    ``truncate_gradient=k`` backpropagates: nothing flows to steps before the
+    window.
+    """
+    start = max(len(x) - k, 0)
+    _, states = tutorial_gru_forward(*frozen_params, x[:start], return_states=True)
+    probs = tutorial_gru_forward(*params, x[start:], states=states)
+    return -np.sum(np.log(probs[np.arange(len(y) - start), y[start:]]))
 
 
 def tutorial_rnn_forward(U, V, W, x):
@@ -124,3 +148,21 @@ def numerical_gradient(f, x, eps=1e-6):
         x[i] = old
         grad[i] = (fp - fm) / (2 * eps)
     return grad
+
+
+def sgd_step(param, grad, lr):
+    return param - lr * grad
+
+
+def adam_step(param, grad, m, v, t, lr, beta1=0.9, beta2=0.999, eps=1e-8):
+    """Adam step ``t`` (1-based), bias correction folded into the step size (Kingma & Ba, section 2)."""
+    m = beta1 * m + (1 - beta1) * grad
+    v = beta2 * v + (1 - beta2) * grad**2
+    step = lr * np.sqrt(1 - beta2**t) / (1 - beta1**t)
+    return param - step * m / (np.sqrt(v) + eps), m, v
+
+
+def clip_by_global_norm(grads, max_norm):
+    norm = np.sqrt(sum(np.sum(g**2) for g in grads))
+    scale = min(1.0, max_norm / norm)
+    return [g * scale for g in grads], norm
