@@ -71,10 +71,14 @@ GENERATE_LENGTH = 20
 OUTPUT_LAYER_STEPS = 20  # output-layer measurement: batch 64 x T 20
 LOSS_CHECK_RTOL = 1e-4
 
-# Repetitions: (full run, --quick).
+# Repetitions, for the full run and for --quick. Training: ``*_warmup`` steps,
+# then ``*_passes`` passes over the same ``*_steps`` batches (one sentence each
+# at batch 1, bucketed batches of 64); the figure is the median pass's real
+# tokens per second. Generation: the median of ``gen1_sentences`` single
+# sentences and of ``gen64_reps`` batches of 64, after one warm-up each.
 PLANS = {
     "full": dict(
-        train1_warmup=5, train1_steps=60, train1_passes=3,
+        train1_warmup=5, train1_steps=20, train1_passes=3,
         train64_warmup=2, train64_steps=10, train64_passes=3,
         gen1_sentences=20, gen64_reps=3, outlayer_reps=10, matmul_reps=5,
     ),
@@ -149,7 +153,7 @@ def load_batches(arrays, prefix: str) -> list:
 
 
 # ======================================================================
-# The two sides. Each is an object with train_step(x, y, mask) -> loss,
+# The two sides. Each is an object with train_step(x, y, mask) -> (loss, grad norm),
 # step(ids, *states) -> [logits, *states], initial_states(B) and
 # output_layer(hidden, targets, mask) -> callable running fwd+bwd once.
 # ======================================================================
@@ -772,20 +776,28 @@ def collect(options) -> tuple[dict, int]:
         matmul = run("matmul", "numpy float32 matmul 2048^3")
 
         results = {s: {} for s in sides}
+        # Sides alternate measurement by measurement, so that a change in the
+        # machine's load during the run affects both alike.
+        for part, worker, label, extra in (
+            ("train1", "train", "train batch 1", {"batch": 1}),
+            ("train64", "train", "train batch 64", {"batch": 64}),
+            ("generate", "generate", "generation", {}),
+            ("output_layer", "output_layer", "output layer", {}),
+        ):
+            _progress(label)
+            for side in sides:
+                results[side][part] = run(worker, f"{side} {label}", side=side, **extra)
+        _progress("cold and warm start")
         for side in sides:
-            _progress(f"[{side}] training and generation")
-            results[side]["train1"] = run("train", f"{side} train batch 1", side=side, batch=1)
-            results[side]["train64"] = run("train", f"{side} train batch 64", side=side, batch=64)
-            results[side]["generate"] = run("generate", f"{side} generation", side=side)
-            results[side]["output_layer"] = run("output_layer", f"{side} output layer", side=side)
-        for side in sides:
-            _progress(f"[{side}] cold and warm start")
-            compiledir = tmp / f"compiledir-{side}"
-            compiledir.mkdir()
-            for kind in ("cold", "warm"):
-                r = run("start", f"{side} {kind} start", compiledir=compiledir if side == "symrnn" else None, side=side)
+            (tmp / f"compiledir-{side}").mkdir()
+        for kind in ("cold", "warm"):
+            for side in sides:
+                compiledir = tmp / f"compiledir-{side}" if side == "symrnn" else None
+                r = run("start", f"{side} {kind} start", compiledir=compiledir, side=side)
                 results[side][f"start_{kind}"] = None if r is None else r["end_time"] - r["_start_time"]
         report["machine"]["load_end"] = _loadavg()
+        loads = [r["load_before"][0] for r in run.log if r["load_before"]]
+        report["machine"]["load_1min_range"] = [min(loads), max(loads)] if loads else None
         report["machine"]["numpy_sgemm_gflops"] = _get(matmul, "gflops")
         report["machine"]["openblas_threads"] = _get(matmul, "openblas_threads")
         report["threads"] = {
@@ -855,6 +867,9 @@ def format_report(report) -> str:
         f"machine: {m['cpu']}, {m['cores']} cores, load average {m['load_start']} at start, {m.get('load_end')} at end; "
         f"Python {m['python']}, pytensor {m['pytensor']}, numpy {m['numpy']}, torch {m['torch'] or 'not installed'}"
     )
+    if m.get("load_1min_range"):
+        low, high = m["load_1min_range"]
+        lines.append(f"1-minute load average before each measurement: {low:.2f} .. {high:.2f} on {m['cores']} cores")
     rate = m.get("numpy_sgemm_gflops")
     lines.append(
         f"numpy float32 matmul 2048^3: {rate:.1f} GFLOP/s" if rate else "numpy float32 matmul: failed"
