@@ -22,7 +22,7 @@ tutorial                   library
 Unlike the original, ``embedding_dim`` may differ from ``hidden_dim``. Then the
 first layer's input weights cannot live in the (6, H, H) tensor ``U``: they are
 the separate shared variable ``U_in`` (3, H, D), ``U`` is (3, H, H) and holds
-the second layer's, and the parameter order is ``E, U_in, U, W, V, b, c``.
+the second layer's, and the parameter order (and ``bptt``'s) is ``E, U_in, U, W, b, V, c``.
 """
 
 from __future__ import annotations
@@ -165,7 +165,8 @@ class GRUTheano:
         self.E, self.U, self.W = as_shared(E, "E"), as_shared(U, "U"), as_shared(W, "W")
         self.V, self.b, self.c = as_shared(V, "V"), as_shared(b, "b"), as_shared(c, "c")
         self.U_in = as_shared(U_in, "U_in") if separate else None
-        self.params = [self.E] + ([self.U_in] if separate else []) + [self.U, self.W, self.V, self.b, self.c]
+        # The tutorial's order, which is also bptt's: dE, dU, dW, db, dV, dc.
+        self.params = [self.E] + ([self.U_in] if separate else []) + [self.U, self.W, self.b, self.V, self.c]
         self.mode = compile_mode("cpu")
         self.__theano_build__()
 

@@ -24,7 +24,11 @@ def embed(embedding, ids):
     -------
     TensorVariable (T, B, D)
     """
-    return embedding[ids]
+    flat = ids.flatten()
+    # Gather one spare row and drop it: PyTensor 3.0's gradient of a one-row
+    # gather (a batch holding a single token) fails its runtime broadcast check.
+    rows = embedding[pt.concatenate([flat, flat[:1]])][:-1]
+    return rows.reshape((ids.shape[0], ids.shape[1], embedding.shape[1]))
 
 
 def project(inputs, W, b=None):

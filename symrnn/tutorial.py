@@ -162,9 +162,11 @@ def gradient_check_theano(model, x, y, h=0.001, error_threshold=0.01, file=None)
     """
     out = file or sys.stdout
     if getattr(model, "bptt_truncate", -1) != -1:
-        full = type(model)(model.word_dim, hidden_dim=model.hidden_dim, bptt_truncate=-1)
-        for source, target in zip(model.params, full.params):
-            target.set_value(source.get_value())
+        options = {name: getattr(model, name) for name in ("embedding_dim", "dtype") if hasattr(model, name)}
+        full = type(model)(model.word_dim, hidden_dim=model.hidden_dim, bptt_truncate=-1, **options)
+        targets = {param.name: param for param in full.params}
+        for source in model.params:
+            targets[source.name].set_value(source.get_value())
         model = full
     grads = model.bptt(x, y)
     passed = True

@@ -233,14 +233,6 @@ def test_gru_theano_forward_pass_works_on_a_one_word_sentence(gru):
     np.testing.assert_allclose(gru.predict(x), ref.tutorial_gru_forward(*tutorial_args(PARAMS), x), rtol=1e-10, atol=1e-15)
 
 
-ONE_TOKEN_BUG = (
-    "BUG: the gradient of the embedding lookup crashes when the batch holds a single token (T*B == 1): "
-    "PyTensor 3.0.7's AdvancedIncSubtensor1 runtime broadcast check compares the (1, D) rows with the whole "
-    "(V, D) buffer and raises 'Runtime broadcasting not allowed' (symrnn/layers.py embed)"
-)
-
-
-@pytest.mark.xfail(reason=ONE_TOKEN_BUG, strict=True)
 def test_gru_theano_bptt_and_sgd_step_work_on_a_one_word_sentence(gru):
     set_tutorial_values(gru, PARAMS)
     x, y = ONE_WORD
@@ -270,12 +262,6 @@ def test_gru_theano_bptt_gradients_equal_central_finite_differences_of_the_numpy
             np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, atol=1e-8, err_msg=name)
 
 
-@pytest.mark.xfail(
-    reason="BUG: GRUTheano.bptt returns the gradients in self.params order [dE, dU, dW, dV, db, dc]; "
-    "the tutorial's bptt returns [dE, dU, dW, db, dV, dc] (TUTORIAL.md), so tutorial code unpacking "
-    "`dE, dU, dW, db, dV, dc = model.bptt(x, y)` gets dV and db swapped",
-    strict=True,
-)
 def test_gru_theano_bptt_returns_gradients_in_the_tutorials_order_de_du_dw_db_dv_dc(gru):
     set_tutorial_values(gru, PARAMS)
     x, y = SENTENCES[0]
@@ -360,7 +346,7 @@ def test_gru_theano_with_its_own_embedding_size_keeps_first_layer_input_weights_
     assert model.U_in.get_value().shape == (3, HIDDEN, EMBEDDING)
     assert model.U.get_value().shape == (3, HIDDEN, HIDDEN)
     assert model.W.get_value().shape == (6, HIDDEN, HIDDEN)
-    assert [p.name for p in model.params] == ["E", "U_in", "U", "W", "V", "b", "c"]
+    assert [p.name for p in model.params] == ["E", "U_in", "U", "W", "b", "V", "c"]
 
 
 def test_gru_theano_with_its_own_embedding_size_has_the_reference_loss_and_gradients(gru_separate):
@@ -472,7 +458,6 @@ def test_compile_train_with_one_sentence_batches_reproduces_gru_theano_sgd_step_
     assert not np.allclose(gru.E.get_value(), PARAMS["E"])
 
 
-@pytest.mark.xfail(reason=ONE_TOKEN_BUG, strict=True)
 def test_compile_train_accepts_a_batch_holding_a_single_token(library_gru):
     reset_library(library_gru, tutorial_to_library(*tutorial_args(PARAMS)))
     step = library_gru.function("train", optimizer="rmsprop", decay=0.9)

@@ -227,13 +227,6 @@ def test_gradient_check_theano_checks_full_backpropagation_even_for_a_truncated_
     assert model.bptt_truncate == 2
 
 
-@pytest.mark.xfail(
-    reason="BUG: gradient_check_theano rebuilds a truncated model as type(model)(word_dim, hidden_dim=..., "
-    "bptt_truncate=-1), dropping embedding_dim (and dtype), so a model with U_in gets a copy of another "
-    "layout, and copying its values by position fails (TypeError: wrong number of dimensions) "
-    "(symrnn/tutorial.py gradient_check_theano)",
-    strict=True,
-)
 def test_gradient_check_theano_of_a_truncated_model_with_its_own_embedding_size_passes():
     model = NumpyGRU(WORD_DIM, hidden_dim=HIDDEN, bptt_truncate=2, embedding_dim=2)
     x, y = SENTENCES[1]
