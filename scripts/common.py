@@ -31,6 +31,13 @@ def setup_logging(verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
+def limit_blas_threads(threads: int) -> None:
+    """Run NumPy's BLAS (which PyTensor's CPU backend calls) on ``threads`` threads."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads, user_api="blas")
+
+
 def run(main) -> None:
     """Call ``main()`` and turn symrnn's errors into one-line messages with exit status 2."""
     prog = Path(sys.argv[0]).name

@@ -35,7 +35,10 @@ def parse_arguments(argv):
     parser.add_argument("--data", default=None, help="corpus to evaluate on (CSV, text file or folder)")
     parser.add_argument("--vocabulary-size", type=int, default=None, help="for tutorial-layout files: vocabulary size to rebuild")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--blas-threads", type=int, default=1, help="threads for matrix products (default 1)")
     args = parser.parse_args(argv)
+    if args.blas_threads <= 0:
+        raise ConfigError("--blas-threads must be greater than 0")
     if args.batch_size <= 0:
         raise ConfigError("--batch-size must be greater than 0")
     return args
@@ -44,6 +47,7 @@ def parse_arguments(argv):
 def main(argv=None) -> int:
     args = parse_arguments(sys.argv[1:] if argv is None else argv)
     common.setup_logging()
+    common.limit_blas_threads(args.blas_threads)
     model, vocabulary, checkpoint = common.load_model(args.model_file, data=args.data, vocabulary_size=args.vocabulary_size)
     settings = checkpoint.settings
     data = args.data

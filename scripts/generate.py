@@ -37,7 +37,10 @@ def parse_arguments(argv):
     parser.add_argument("--min-length", type=int, default=5, help="reject sentences shorter than this many tokens, markers counted (default 5)")
     parser.add_argument("--data", default=None, help="corpus to rebuild the vocabulary of a tutorial-layout file")
     parser.add_argument("--vocabulary-size", type=int, default=None, help="vocabulary size of a tutorial-layout file (default: its word count)")
+    parser.add_argument("--blas-threads", type=int, default=1, help="threads for matrix products (default 1)")
     args = parser.parse_args(argv)
+    if args.blas_threads <= 0:
+        raise ConfigError("--blas-threads must be greater than 0")
     for name in ("num", "max_length"):
         if getattr(args, name) <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be greater than 0")
@@ -53,6 +56,7 @@ def parse_arguments(argv):
 def main(argv=None) -> int:
     args = parse_arguments(sys.argv[1:] if argv is None else argv)
     common.setup_logging()
+    common.limit_blas_threads(args.blas_threads)
     model, vocabulary, checkpoint = common.load_model(args.model_file, data=args.data, vocabulary_size=args.vocabulary_size)
     characters = checkpoint.settings.get("tokens") == "char"
     if characters:

@@ -38,7 +38,7 @@ from symrnn.training import Diverged, TrainingState, anneal_learning_rate, evalu
 # Settings a resumed run may change; every other one comes from the checkpoint.
 RESUME_OVERRIDABLE = (
     "nepoch", "print_every", "model_output_file", "resume", "num_samples", "temperature", "backend", "device", "cache_dir",
-    "input_data_file", "time_limit",
+    "input_data_file", "time_limit", "blas_threads",
 )
 EVALUATION_SENTENCES = 10000  # the tutorial's loss report uses the first 10,000 training sentences
 
@@ -341,6 +341,7 @@ def main(argv=None) -> int:
     parse_arguments(sys.argv[1:] if argv is None else argv)
     common.setup_logging()
     settings = Settings.from_environ(os.environ)
+    common.limit_blas_threads(settings.blas_threads)
     run = Run(settings, os.environ)
     run.say("symrnn train.py settings:", *("  " + line for line in run.settings.describe()))
     run.say(f"Model file: {run.output_path}")
