@@ -68,8 +68,8 @@ def symbolic_sig(v, gate):
     return pt.sigmoid(v)
 
 
-def scan_gru(projected, mask, h0, W, H, gate):
-    """The same GRU layer as a plain ``pytensor.scan`` graph."""
+def scan_gru(projected, mask, h0, W, H, gate, mode=None):
+    """The same GRU layer as a plain ``pytensor.scan`` graph (inner graph run under ``mode``, default PY_MODE)."""
     projected, mask, h0, W = (pt.as_tensor_variable(x) for x in (projected, mask, h0, W))
 
     def step(a, m, h, W):
@@ -85,7 +85,7 @@ def scan_gru(projected, mask, h0, W, H, gate):
         sequences=[projected, mask],
         outputs_info=[h0],
         non_sequences=[W],
-        mode=PY_MODE,
+        mode=PY_MODE if mode is None else mode,
         return_updates=False,
     )
 
