@@ -303,35 +303,44 @@ class Run:
         deadline = time.monotonic() + self.settings.time_limit if self.settings.time_limit else None
         out_of_time = lambda: deadline is not None and time.monotonic() > deadline
         try:
-            self.state, completed = train(
-                self.train_step, self.X_train, self.Y_train, epochs=self.settings.nepoch,
-                batch_size=self.settings.batch_size, report_every=self.settings.print_every, seed=self.settings.seed,
-                state=self.state, learning_rate=self.settings.learning_rate, callbacks=[self._remember, self.on_report],
-                should_stop=lambda: stop["signal"] is not None or out_of_time(),
-                bucket_width=self.settings.bucket_width or (16 if self.settings.backend_name == "jax" else None),
-            )
-        except Diverged as exc:
-            self.say(f"train.py: {exc}. The last good model is {self.output_path if Path(self.output_path).exists() else 'not saved yet'}.")
-            return 3
+            try:
+                self.state, completed = train(
+                    self.train_step, self.X_train, self.Y_train, epochs=self.settings.nepoch,
+                    batch_size=self.settings.batch_size, report_every=self.settings.print_every, seed=self.settings.seed,
+                    state=self.state, learning_rate=self.settings.learning_rate, callbacks=[self._remember, self.on_report],
+                    should_stop=lambda: stop["signal"] is not None or out_of_time(),
+                    bucket_width=self.settings.bucket_width or (16 if self.settings.backend_name == "jax" else None),
+                )
+            except Diverged as exc:
+                last = self.output_path if Path(self.output_path).exists() else "not saved yet"
+                self.say(f"train.py: {exc}. The last good model is {last}.")
+                return 3
+            if self.progress_bar is not None:
+                self.progress_bar.close()
+                self.progress_bar = None
+            # Signals stay handled until the end, so a late Ctrl-C cannot cut the final save short.
+            return self.finish(completed, stop["signal"])
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             if self.progress_bar is not None:
                 self.progress_bar.close()
+
+    def finish(self, completed: bool, signum) -> int:
+        """Save, report, and give the exit status (0, or 128 + the signal that stopped the run)."""
         written = self.save()
         if self.X_valid:
             loss = self.per_word_loss(self.X_valid, self.Y_valid)
             self.say(f"Final validation loss: {loss:f} (perplexity {np.exp(loss):.1f})")
-        if not completed and stop["signal"] is None:
+        if completed:
+            self.say(f"Training done: {self.state.epoch} epochs, {self.state.examples_seen} examples. Saved model to {written}")
+            return 0
+        if signum is None:
             self.say(f"Time limit of {self.settings.time_limit:g} s reached after {self.state.examples_seen} examples. Saved model to {written}",
                      f"Continue with: RESUME={written} python scripts/train.py")
             return 0
-        if not completed:
-            name = signal.Signals(stop["signal"]).name
-            self.say(f"Stopped by {name}; saved model to {written}", f"Resume with: RESUME={written} python scripts/train.py")
-            return 128 + stop["signal"]
-        self.say(f"Training done: {self.state.epoch} epochs, {self.state.examples_seen} examples. Saved model to {written}")
-        return 0
+        self.say(f"Stopped by {signal.Signals(signum).name}; saved model to {written}", f"Resume with: RESUME={written} python scripts/train.py")
+        return 128 + signum
 
     def _remember(self, report):
         self.state = report.state
