@@ -934,10 +934,9 @@ def parse_arguments(argv):
     parser.add_argument("--backend", choices=("cpu", "numba"), default="cpu", help="symrnn's compile backend (default cpu)")
     parser.add_argument("--implementation", choices=("auto", "scan", "fused"), default="auto",
                         help="symrnn's recurrence and loss: auto (fused Ops), scan (plain scan + log_softmax graph), fused")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--threads", type=int, default=0,
                         help="OMP/OpenBLAS/MKL threads and torch.set_num_threads in the children, the same for both sides "
-                        "(default 1: symrnn's scripts' default, and the fastest for both sides on a 2-core machine; "
-                        "0 leaves each library at its own default)")
+                        "(default 0: each library's own default, all cores; 1 is far steadier on a busy machine)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sentences, batches and initial values")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--worker-args", help=argparse.SUPPRESS)

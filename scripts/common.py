@@ -32,7 +32,9 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 def limit_blas_threads(threads: int) -> None:
-    """Run NumPy's BLAS (which PyTensor's CPU backend calls) on ``threads`` threads."""
+    """Run NumPy's BLAS (which PyTensor's CPU backend calls) on ``threads`` threads (0: leave as is)."""
+    if threads == 0:
+        return
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=threads, user_api="blas")

@@ -35,10 +35,10 @@ def parse_arguments(argv):
     parser.add_argument("--data", default=None, help="corpus to evaluate on (CSV, text file or folder)")
     parser.add_argument("--vocabulary-size", type=int, default=None, help="for tutorial-layout files: vocabulary size to rebuild")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--blas-threads", type=int, default=1, help="threads for matrix products (default 1)")
+    parser.add_argument("--blas-threads", type=int, default=0, help="threads for matrix products (default 0: the BLAS default)")
     args = parser.parse_args(argv)
-    if args.blas_threads <= 0:
-        raise ConfigError("--blas-threads must be greater than 0")
+    if args.blas_threads < 0:
+        raise ConfigError("--blas-threads must be 0 or more")
     if args.batch_size <= 0:
         raise ConfigError("--batch-size must be greater than 0")
     return args

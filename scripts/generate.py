@@ -37,10 +37,10 @@ def parse_arguments(argv):
     parser.add_argument("--min-length", type=int, default=5, help="reject sentences shorter than this many tokens, markers counted (default 5)")
     parser.add_argument("--data", default=None, help="corpus to rebuild the vocabulary of a tutorial-layout file")
     parser.add_argument("--vocabulary-size", type=int, default=None, help="vocabulary size of a tutorial-layout file (default: its word count)")
-    parser.add_argument("--blas-threads", type=int, default=1, help="threads for matrix products (default 1)")
+    parser.add_argument("--blas-threads", type=int, default=0, help="threads for matrix products (default 0: the BLAS default)")
     args = parser.parse_args(argv)
-    if args.blas_threads <= 0:
-        raise ConfigError("--blas-threads must be greater than 0")
+    if args.blas_threads < 0:
+        raise ConfigError("--blas-threads must be 0 or more")
     for name in ("num", "max_length"):
         if getattr(args, name) <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be greater than 0")

@@ -83,7 +83,7 @@ class Settings:
     device: str = _setting("cpu", "cpu or gpu (gpu runs PyTensor's JAX backend)", _choice("cpu", "gpu"))
     backend: str = _setting("auto", "auto, cpu (C VM + fused ops), numba or jax", _choice("auto", "cpu", "numba", "jax"))
     bucket_width: int = _setting(0, "pad batch lengths to a multiple of this (0: no padding; the JAX backend uses 16)", _non_negative)
-    blas_threads: int = _setting(1, "threads for matrix products (1 was fastest for this model on 2 busy or idle cores)", _positive)
+    blas_threads: int = _setting(0, "threads for matrix products (0: the BLAS default, all cores; 1 is far faster while other processes keep the cores busy)", _non_negative)
     time_limit: float = _setting(0.0, "stop training after this many seconds, saving the model (0: no limit)", _non_negative)
     resume: str = _setting("", "checkpoint to resume from", kind=str)
     cache_dir: str = _setting("", "folder for tokenised corpora, so a second start skips tokenising (default ~/.cache/symrnn; off: no cache)", kind=str)

@@ -45,7 +45,7 @@ OUT_OF_RANGE = {
     "TEMPERATURE": ["-0.5", "-1"],
     "BUCKET_WIDTH": ["-1"],
     "TIME_LIMIT": ["-1", "-0.5"],
-    "BLAS_THREADS": ["0", "-2"],
+    "BLAS_THREADS": ["-1", "-2"],
 }
 
 #: Boundary values that are allowed.
@@ -62,7 +62,7 @@ ACCEPTED = {
     "NUM_SAMPLES": ["0"],
     "MAX_SENTENCES": ["0", "200"],
     "TIME_LIMIT": ["0", "90.5"],
-    "BLAS_THREADS": ["1", "16"],
+    "BLAS_THREADS": ["0", "1", "16"],
 }
 
 CHOICES = {
