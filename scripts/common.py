@@ -54,6 +54,28 @@ def run(main) -> None:
     sys.exit(status or 0)
 
 
+def add_model_arguments(parser, data_help: str) -> None:
+    """The arguments every script that reads a model file takes."""
+    parser.add_argument("model_file", metavar="MODEL_FILE", help="model file (.npz checkpoint or the tutorial's layout)")
+    parser.add_argument("--data", default=None, help=data_help)
+    parser.add_argument("--vocabulary-size", type=int, default=None,
+                        help="vocabulary size to rebuild for a tutorial-layout file (default: its word count)")
+    parser.add_argument("--blas-threads", type=int, default=0, help="threads for matrix products (default 0: the BLAS default)")
+
+
+def open_model(args):
+    """Check the model arguments, set up logging and threads, and load the model (see :func:`load_model`)."""
+    from symrnn.errors import ConfigError
+
+    if args.blas_threads < 0:
+        raise ConfigError("--blas-threads must be 0 or more")
+    if args.vocabulary_size is not None and args.vocabulary_size < 4:
+        raise ConfigError("--vocabulary-size must be at least 4")
+    setup_logging()
+    limit_blas_threads(args.blas_threads)
+    return load_model(args.model_file, data=args.data, vocabulary_size=args.vocabulary_size)
+
+
 def load_model(path: str, data: str | None = None, vocabulary_size: int | None = None, **model_options):
     """A model file and its vocabulary.
 

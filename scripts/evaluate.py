@@ -31,14 +31,9 @@ from symrnn.training import evaluate
 
 def parse_arguments(argv):
     parser = argparse.ArgumentParser(prog="evaluate.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("model_file", metavar="MODEL_FILE")
-    parser.add_argument("--data", default=None, help="corpus to evaluate on (CSV, text file or folder)")
-    parser.add_argument("--vocabulary-size", type=int, default=None, help="for tutorial-layout files: vocabulary size to rebuild")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--blas-threads", type=int, default=0, help="threads for matrix products (default 0: the BLAS default)")
+    common.add_model_arguments(parser, "corpus to evaluate on (CSV, text file or folder)")
+    parser.add_argument("--batch-size", type=int, default=64, help="sentences per evaluation batch (default 64)")
     args = parser.parse_args(argv)
-    if args.blas_threads < 0:
-        raise ConfigError("--blas-threads must be 0 or more")
     if args.batch_size <= 0:
         raise ConfigError("--batch-size must be greater than 0")
     return args
@@ -46,9 +41,7 @@ def parse_arguments(argv):
 
 def main(argv=None) -> int:
     args = parse_arguments(sys.argv[1:] if argv is None else argv)
-    common.setup_logging()
-    common.limit_blas_threads(args.blas_threads)
-    model, vocabulary, checkpoint = common.load_model(args.model_file, data=args.data, vocabulary_size=args.vocabulary_size)
+    model, vocabulary, checkpoint = common.open_model(args)
     settings = checkpoint.settings
     data = args.data
     held_out_only = False

@@ -28,19 +28,14 @@ from symrnn.text import tokenize_words
 
 def parse_arguments(argv):
     parser = argparse.ArgumentParser(prog="generate.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("model_file", metavar="MODEL_FILE", help="model file (.npz checkpoint or the tutorial's layout)")
+    common.add_model_arguments(parser, "corpus to rebuild the vocabulary of a tutorial-layout file")
     parser.add_argument("--num", type=int, default=10, help="sentences to print (default 10)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (equal seeds print equal sentences)")
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 is greedy (default 1)")
     parser.add_argument("--prompt", default="", help="text every sentence starts with")
     parser.add_argument("--max-length", type=int, default=100, help="reject sentences longer than this many tokens (default 100)")
     parser.add_argument("--min-length", type=int, default=5, help="reject sentences shorter than this many tokens, markers counted (default 5)")
-    parser.add_argument("--data", default=None, help="corpus to rebuild the vocabulary of a tutorial-layout file")
-    parser.add_argument("--vocabulary-size", type=int, default=None, help="vocabulary size of a tutorial-layout file (default: its word count)")
-    parser.add_argument("--blas-threads", type=int, default=0, help="threads for matrix products (default 0: the BLAS default)")
     args = parser.parse_args(argv)
-    if args.blas_threads < 0:
-        raise ConfigError("--blas-threads must be 0 or more")
     for name in ("num", "max_length"):
         if getattr(args, name) <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be greater than 0")
@@ -48,16 +43,12 @@ def parse_arguments(argv):
         raise ConfigError("--temperature must be 0 or more")
     if args.seed is not None and args.seed < 0:
         raise ConfigError("--seed must be 0 or more")
-    if args.vocabulary_size is not None and args.vocabulary_size < 4:
-        raise ConfigError("--vocabulary-size must be at least 4")
     return args
 
 
 def main(argv=None) -> int:
     args = parse_arguments(sys.argv[1:] if argv is None else argv)
-    common.setup_logging()
-    common.limit_blas_threads(args.blas_threads)
-    model, vocabulary, checkpoint = common.load_model(args.model_file, data=args.data, vocabulary_size=args.vocabulary_size)
+    model, vocabulary, checkpoint = common.open_model(args)
     characters = checkpoint.settings.get("tokens") == "char"
     if characters:
         prompt_tokens = list(args.prompt)
