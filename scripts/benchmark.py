@@ -670,6 +670,11 @@ class Runner:
 
     def env(self, compiledir=None):
         env = dict(os.environ)
+        # Both sides' children get the allocator setting symrnn's scripts use
+        # (scripts/common.py keep_freed_memory_for_reuse): glibc keeps large
+        # freed blocks instead of unmapping them, so per-step arrays are reused.
+        env.setdefault("MALLOC_MMAP_THRESHOLD_", str(1 << 30))
+        env.setdefault("MALLOC_TRIM_THRESHOLD_", str((1 << 31) - 1))
         if self.options.threads:
             n = str(self.options.threads)
             env.update(OMP_NUM_THREADS=n, OPENBLAS_NUM_THREADS=n, MKL_NUM_THREADS=n, SYMRNN_BENCH_THREADS=n)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import sys
@@ -29,6 +30,27 @@ def setup_logging(verbose: bool = False) -> None:
     )
     for noisy in ("pytensor", "numba", "filelock"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def keep_freed_memory_for_reuse() -> None:
+    """Ask glibc's malloc to keep large freed blocks for reuse instead of unmapping them.
+
+    A training step allocates (tokens x vocabulary) arrays of tens of MiB (logits
+    and their gradient). By default glibc serves blocks that large with fresh
+    ``mmap`` pages and unmaps them on free, so every step page-faults them in
+    again; with batches of varying length (no reuse by shape) that cost as much
+    as the arithmetic (measured: 1.7 s -> 0.74 s per batch-64 step on a busy
+    2-core machine). Elsewhere than glibc this does nothing.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)
+        libc.mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1)
+    except (OSError, AttributeError):
+        pass
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 
 
 def limit_blas_threads(threads: int) -> None:
@@ -72,6 +94,7 @@ def open_model(args):
     if args.vocabulary_size is not None and args.vocabulary_size < 4:
         raise ConfigError("--vocabulary-size must be at least 4")
     setup_logging()
+    keep_freed_memory_for_reuse()
     limit_blas_threads(args.blas_threads)
     return load_model(args.model_file, data=args.data, vocabulary_size=args.vocabulary_size)
 

@@ -350,6 +350,7 @@ def main(argv=None) -> int:
     parse_arguments(sys.argv[1:] if argv is None else argv)
     common.setup_logging()
     settings = Settings.from_environ(os.environ)
+    common.keep_freed_memory_for_reuse()
     common.limit_blas_threads(settings.blas_threads)
     run = Run(settings, os.environ)
     run.say("symrnn train.py settings:", *("  " + line for line in run.settings.describe()))
