@@ -20,7 +20,7 @@ setup(
         "threadpoolctl>=3.1",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6"],
+        "test": ["pytest>=7", "hypothesis>=6", "matplotlib>=3.7"],
         "bench": ["torch==2.13.0"],
         "plot": ["matplotlib>=3.7"],
         "gpu": ["jax>=0.4"],
