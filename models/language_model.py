@@ -331,9 +331,10 @@ class RNNLanguageModel:
         total, n_tokens = self.loss(ids, targets, mask, training=True)
         params = list(self.params.values())
         grads = pytensor.grad(total, params)
-        norm = pt.sqrt(sum(pt.sum(pt.sqr(g)) for g in grads))
         if grad_clip:
             grads, norm = update_rules.clip_by_global_norm(grads, grad_clip)
+        else:
+            norm = pt.sqrt(sum(pt.sum(pt.sqr(g)) for g in grads))
         if optimizer == "rmsprop":
             rule_updates = update_rules.rmsprop(grads, params, learning_rate, decay=decay)
         elif optimizer in update_rules.OPTIMIZERS:

@@ -829,11 +829,7 @@ class Corpus:
 
 @functools.lru_cache(maxsize=4)
 def _default_sentences_cached(min_sent_characters: int, tokens: str) -> tuple[tuple[str, ...], ...]:
-    documents = _default_documents_cached()
-    if tokens == "char":
-        sentences = tokenize_characters(documents)
-    else:
-        sentences = tokenize_documents(documents, min_sent_characters)
+    sentences = _tokenize(list(_default_documents_cached()), min_sent_characters, tokens)
     return tuple(tuple(s) for s in sentences)
 
 
