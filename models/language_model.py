@@ -148,6 +148,23 @@ class _PerShape:
         return self.functions[shape](ids, *args)
 
 
+class _DeviceStateStep:
+    """The one-step function under JAX, with states left on the device between calls.
+
+    PyTensor's input checks turn every argument into a NumPy array, which under
+    JAX copies the states (B, H) back to the host and out again at each token.
+    Here only the ids are checked (cast to int32) and the states, as returned
+    by the previous call, go to JAX untouched.
+    """
+
+    def __init__(self, function):
+        self.function = function
+        function.trust_input = True
+
+    def __call__(self, ids, *states):
+        return self.function(np.asarray(ids, dtype=np.int32), *states)
+
+
 class RNNLanguageModel:
     """Stacked recurrent language model with masked minibatch training.
 
@@ -224,6 +241,7 @@ class RNNLanguageModel:
         self._rng_updates: dict = {}
         self._functions: dict = {}
         self.optimizer_state: dict = {}
+        self._keep_values_on_device()
 
     # ------------------------------------------------------------------ values
     def _initial_values(self, rng: np.random.Generator) -> dict:
@@ -237,8 +255,25 @@ class RNNLanguageModel:
         return values
 
     def get_values(self) -> "OrderedDict[str, np.ndarray]":
-        """Copies of the parameter values, by name."""
-        return OrderedDict((name, p.get_value()) for name, p in self.params.items())
+        """Copies of the parameter values, by name, as NumPy arrays (on the host)."""
+        return OrderedDict((name, np.array(p.get_value(borrow=True))) for name, p in self.params.items())
+
+    def _keep_values_on_device(self) -> None:
+        """Under JAX, hold the parameter values as device arrays.
+
+        PyTensor keeps a shared variable's value as a NumPy array until a
+        compiled update replaces it; under JAX each call of a function that
+        reads NumPy values copies them to the device again (the 8000 x 128
+        output matrix for every generated token). Training updates store
+        device arrays themselves; this covers the values set from NumPy
+        (initial, loaded, restored).
+        """
+        if self.backend != "jax":
+            return
+        import jax
+
+        for param in self.params.values():
+            param.container.storage[0] = jax.device_put(param.container.storage[0])
 
     def set_values(self, values: Mapping[str, np.ndarray]) -> None:
         """Set parameter values (all names, exact shapes; cast to the model's dtype)."""
@@ -250,6 +285,7 @@ class RNNLanguageModel:
             if value.shape != self.shapes[name]:
                 raise ValueError(f"parameter {name} has shape {value.shape}, expected {self.shapes[name]}")
             param.set_value(value.astype(self.dtype))
+        self._keep_values_on_device()
 
     def settings(self) -> dict:
         """The architecture, as saved in checkpoints."""
@@ -377,7 +413,10 @@ class RNNLanguageModel:
         n_states = CELLS[self.cell].states
         states = [pt.matrix(f"state{i}", dtype=self.dtype) for i in range(self.num_layers * n_states)]
         logits, new_states = one_step(self.params, ids, states, self.num_layers, self.cell, self.gate)
-        return pytensor.function([ids, *states], [logits, *new_states], mode=self.mode)
+        step = pytensor.function([ids, *states], [logits, *new_states], mode=self.mode)
+        if self.backend == "jax":
+            return _DeviceStateStep(step)
+        return step
 
     def compile_probabilities(self):
         """Compile ``f(ids (T, B), mask (T, B)) -> probabilities (T, B, V)`` without dropout."""

@@ -4,6 +4,7 @@
     python scripts/benchmark.py                 # full run, both sides, table on stdout
     python scripts/benchmark.py --quick --json  # fewer repetitions; JSON on the last line
     python scripts/benchmark.py --skip-torch    # symrnn only (ratios n/a)
+    python scripts/benchmark.py --device gpu    # symrnn on PyTensor's JAX backend vs PyTorch on CUDA
 
 Both sides build the same network -- embedding (V=8000, D=48), two GRU layers
 (H=128, hard-sigmoid gates ``clip(0.2 x + 0.5, 0, 1)``, the tutorial's
@@ -24,6 +25,15 @@ figures as JSON on its last line.
 
 PyTorch is an optional extra (``pip install .[bench]``) and never imported by
 symrnn; without it (or with ``--skip-torch``) only symrnn's side runs.
+
+``--device gpu`` runs symrnn on PyTensor's JAX backend and the PyTorch peer on
+CUDA. JAX needs static shapes, so there (and with ``--backend jax`` on a CPU)
+every batch, the batch-1 ones included, is padded to a multiple of
+``BUCKET_WIDTH`` time steps, for both sides alike; rates still count real
+tokens only. Both sides then do true float32 matrix products (JAX's default
+precision is set to ``highest``, PyTorch's TF32 stays off, its default), every
+timed call waits for the GPU to finish, and the machine rate is CUDA's float32
+matrix product instead of NumPy's.
 """
 
 from __future__ import annotations
@@ -70,6 +80,7 @@ N_SENTENCES = 3200  # one bucketing pool of 64 x 50 sentences
 GENERATE_LENGTH = 20
 OUTPUT_LAYER_STEPS = 20  # output-layer measurement: batch 64 x T 20
 LOSS_CHECK_RTOL = 1e-4
+BUCKET_WIDTH = 16  # time-step multiple of every padded batch under JAX (static shapes)
 
 # Repetitions, for the full run and for --quick. Training: ``*_warmup`` steps,
 # then ``*_passes`` passes over the same ``*_steps`` batches (one sentence each
@@ -117,26 +128,31 @@ def make_sentences(n: int = N_SENTENCES, seed: int = 0, word_dim: int = WORD_DIM
     return sentences
 
 
-def build_batches(sentences: list, seed: int, plan: dict) -> dict:
+def build_batches(sentences: list, seed: int, plan: dict, bucket_width: int | None = None) -> dict:
     """The padded batches both sides train on, built once with symrnn.batching.
+
+    ``bucket_width`` pads every batch (batch 1 too) to a multiple of that many
+    time steps, as the JAX backend needs; None pads batch 1 not at all and
+    batch 64 to its longest sentence.
 
     Returns
     -------
     dict of arrays: ``b1_<i>_{x,y,mask}`` (one sentence each, no padding) and
     ``b64_<i>_{x,y,mask}`` (bucketed batches of 64), (T, B) time-major.
     """
-    from symrnn.batching import iterate_minibatches, pad_batch
+    from symrnn.batching import bucket_length, iterate_minibatches, pad_batch
 
     X = [s[:-1] for s in sentences]
     Y = [s[1:] for s in sentences]
     arrays = {}
     n1 = plan["train1_warmup"] + plan["train1_steps"]
     for i in range(n1):
-        x, mask = pad_batch([X[i]])
-        y, _ = pad_batch([Y[i]])
+        length = bucket_length(len(X[i]), bucket_width)
+        x, mask = pad_batch([X[i]], length)
+        y, _ = pad_batch([Y[i]], length)
         arrays[f"b1_{i}_x"], arrays[f"b1_{i}_y"], arrays[f"b1_{i}_mask"] = x, y, mask
     n64 = plan["train64_warmup"] + plan["train64_steps"]
-    full = [b for b in iterate_minibatches(X, Y, 64, rng=seed) if b.x.shape[1] == 64][:n64]
+    full = [b for b in iterate_minibatches(X, Y, 64, rng=seed, bucket_width=bucket_width) if b.x.shape[1] == 64][:n64]
     if len(full) < n64:
         raise RuntimeError(f"only {len(full)} full batches of 64 in {len(X)} sentences")
     for i, b in enumerate(full):
@@ -154,9 +170,18 @@ def load_batches(arrays, prefix: str) -> list:
 
 # ======================================================================
 # The two sides. Each is an object with train_step(x, y, mask) -> (loss, grad norm),
-# step(ids, *states) -> [logits, *states], initial_states(B) and
-# output_layer(hidden, targets, mask) -> callable running fwd+bwd once.
+# step(ids, *states) -> [logits, *states], initial_states(B),
+# output_layer(hidden, targets, mask) -> callable running fwd+bwd once (and
+# waiting for its results), gpu_peak_mib() and threads().
 # ======================================================================
+
+
+def _wait(outputs):
+    """Wait until JAX's asynchronously dispatched results exist (no-op for NumPy)."""
+    for value in outputs:
+        if hasattr(value, "block_until_ready"):
+            value.block_until_ready()
+    return outputs
 
 
 class SymrnnSide:
@@ -200,14 +225,28 @@ class SymrnnSide:
 
         from symrnn import losses
 
-        h = pt.tensor3("hidden", dtype=DTYPE)
-        t = pt.imatrix("targets")
-        m = pt.matrix("mask", dtype=DTYPE)
+        # Static shapes under JAX, as the training graph has them there.
+        shape = targets.shape if self.model.static_shapes else (None, None)
+        h = pt.tensor3("hidden", dtype=DTYPE, shape=(*shape, HIDDEN_DIM))
+        t = pt.tensor("targets", dtype="int32", shape=shape)
+        m = pt.tensor("mask", dtype=DTYPE, shape=shape)
         W, b = self.model.params["output/W"], self.model.params["output/b"]
         total, _ = losses.masked_nll(h, W, b, t, m, self.model.loss_implementation)
         grads = pytensor.grad(total, [W, b, h])
         f = pytensor.function([h, t, m], [total, *grads], mode=self.model.mode)
-        return lambda: f(hidden, targets, mask)
+        return lambda: _wait(f(hidden, targets, mask))
+
+    def gpu_peak_mib(self):
+        """JAX's peak device memory in MiB when it runs on a GPU, else None."""
+        if self.model.backend != "jax":
+            return None
+        import jax
+
+        device = jax.devices()[0]
+        if device.platform != "gpu":
+            return None
+        stats = device.memory_stats() or {}
+        return stats.get("peak_bytes_in_use", 0) / 2**20 or None
 
     @staticmethod
     def threads():
@@ -314,22 +353,29 @@ class TorchSide:
 
     name = "pytorch"
 
-    def __init__(self, values):
+    def __init__(self, values, device="cpu"):
         import torch
 
         self.torch = torch
-        self.model = build_torch_model(values)
+        self.device = torch.device("cuda" if device == "gpu" else "cpu")
+        self.model = build_torch_model(values).to(self.device)
         self.params = list(self.model.parameters())
         self.caches = [torch.zeros_like(p) for p in self.params]
+
+    def _tensor(self, array, long=False):
+        t = self.torch.from_numpy(np.ascontiguousarray(array))
+        return (t.long() if long else t).to(self.device)
+
+    def _sync(self):
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize()
 
     def compile_train(self):
         pass
 
     def train_step(self, x, y, mask):
         torch = self.torch
-        ids = torch.from_numpy(x).long()
-        targets = torch.from_numpy(y).long()
-        m = torch.from_numpy(mask)
+        ids, targets, m = self._tensor(x, long=True), self._tensor(y, long=True), self._tensor(mask)
         loss, _ = self.model.loss(ids, targets, m)
         loss.backward()
         with torch.no_grad():
@@ -342,6 +388,7 @@ class TorchSide:
                     p.addcdiv_(g, cache.add(EPSILON).sqrt_(), value=-LEARNING_RATE)
         for p in self.params:
             p.grad = None
+        self._sync()
         return loss_value, norm_value
 
     def compile_step(self):
@@ -349,8 +396,11 @@ class TorchSide:
 
     def step(self, ids, *states):
         torch = self.torch
-        logits, new = self.model.step(torch.from_numpy(ids).long(), [torch.from_numpy(s) for s in states])
-        return [logits.numpy(), *[s.numpy() for s in new]]
+        states = [s if isinstance(s, torch.Tensor) else self._tensor(s) for s in states]
+        logits, new = self.model.step(self._tensor(ids, long=True), states)
+        # Only the logits go back to the host (for sampling); on a GPU the
+        # states stay there, as symrnn's JAX states do.
+        return [logits.cpu().numpy(), *(new if self.device.type == "cuda" else [s.numpy() for s in new])]
 
     def initial_states(self, batch):
         return [np.zeros((batch, HIDDEN_DIM), dtype=np.float32) for _ in range(NUM_LAYERS)]
@@ -358,17 +408,23 @@ class TorchSide:
     def output_layer(self, hidden, targets, mask):
         torch = self.torch
         T, B, H = hidden.shape
-        h = torch.from_numpy(hidden.reshape(T * B, H)).requires_grad_(True)
-        t = torch.from_numpy(targets.reshape(-1)).long()
-        m = torch.from_numpy(mask.reshape(-1))
+        h = self._tensor(hidden.reshape(T * B, H)).requires_grad_(True)
+        t = self._tensor(targets.reshape(-1), long=True)
+        m = self._tensor(mask.reshape(-1))
         W, b = self.model.W_out, self.model.b_out
 
         def run():
             loss = self.model.output_loss(h, t, m)
             grads = torch.autograd.grad(loss, [W, b, h])
+            self._sync()
             return loss, grads
 
         return run
+
+    def gpu_peak_mib(self):
+        if self.device.type != "cuda":
+            return None
+        return self.torch.cuda.max_memory_allocated() / 2**20
 
     def threads(self):
         return {"torch_threads": self.torch.get_num_threads(),
@@ -389,7 +445,7 @@ def _max_rss_mib():
 def _make_side(args, values):
     if args["side"] == "symrnn":
         return SymrnnSide(values, args["backend"], args["implementation"])
-    return TorchSide(values)
+    return TorchSide(values, args.get("device", "cpu"))
 
 
 def _threads_info(side):
@@ -444,6 +500,11 @@ def worker_train(args, data, values):
     for x, y, mask in batches[:warmup]:
         side.train_step(x, y, mask)
     measured = batches[warmup:]
+    if args["backend"] == "jax":
+        # JAX compiles once per padded shape: one untimed pass first, so
+        # that no compilation falls into the timed passes (both sides run it).
+        for x, y, mask in measured:
+            side.train_step(x, y, mask)
     tokens = int(sum(np.count_nonzero(m) for _, _, m in measured))
     rates, step_times, losses = [], [], []
     for _ in range(passes):
@@ -465,6 +526,7 @@ def worker_train(args, data, values):
         "compile_s": compile_s,
         "last_loss_per_token": losses[-1] / max(1, int(np.count_nonzero(measured[-1][2]))),
         "peak_rss_mib": _max_rss_mib(),
+        "gpu_peak_mib": side.gpu_peak_mib(),
         **_threads_info(side),
     }
 
@@ -536,7 +598,9 @@ def worker_output_layer(args, data, values):
 
 
 def worker_matmul(args, data, values):
-    """This machine's float32 matrix-product rate through NumPy (2048^3 products)."""
+    """This machine's float32 matrix-product rate: NumPy's 2048^3, or CUDA's 8192^3 on a GPU."""
+    if args.get("device") == "gpu":
+        return _gpu_matmul(args["plan"]["matmul_reps"])
     n = 2048
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n), dtype=np.float32)
@@ -549,6 +613,37 @@ def worker_matmul(args, data, values):
         np.matmul(a, b, out=out)
         times.append(time.perf_counter() - t)
     return {"gflops": 2 * n**3 / statistics.median(times) / 1e9, "openblas_threads": _openblas_threads()}
+
+
+def _gpu_matmul(reps, n=8192):
+    """CUDA's float32 (not TF32) matrix-product rate, through PyTorch, else JAX."""
+    try:
+        import torch
+
+        torch.backends.cuda.matmul.allow_tf32 = False
+        a, b = (torch.randn(n, n, device="cuda") for _ in range(2))
+        out = a @ b
+        times = []
+        for _ in range(reps + 1):
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            out = torch.matmul(a, b, out=out)
+            torch.cuda.synchronize()
+            times.append(time.perf_counter() - t)
+        library = "torch"
+    except ImportError:
+        import jax
+        import jax.numpy as jnp
+
+        a = jax.random.normal(jax.random.PRNGKey(0), (n, n), dtype=jnp.float32)
+        product = jax.jit(lambda x, y: jnp.matmul(x, y, precision="highest"))
+        times = []
+        for _ in range(reps + 1):
+            t = time.perf_counter()
+            product(a, a).block_until_ready()
+            times.append(time.perf_counter() - t)
+        library = "jax"
+    return {"gflops": 2 * n**3 / statistics.median(times[1:]) / 1e9, "size": n, "library": library}
 
 
 def worker_check(args, data, values):
@@ -580,7 +675,7 @@ def worker_check(args, data, values):
         result["torch_import_error"] = f"{type(exc).__name__}: {exc}"
         return result
     t0 = time.perf_counter()
-    ref = TorchSide(values)
+    ref = TorchSide(values, args.get("device", "cpu"))
     torch_losses = [ref.train_step(x, y, mask) for _ in range(2)]
     torch_logits = ref.step(ids, *ref.initial_states(64))[0]
     phases["pytorch_s"] = time.perf_counter() - t0
@@ -647,6 +742,15 @@ def _cpu_model():
     return platform.processor() or platform.machine()
 
 
+def _gpu_name():
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def _version(package):
     try:
         from importlib.metadata import version
@@ -663,7 +767,7 @@ class Runner:
         self.options, self.tmp, self.plan = options, tmp, plan
         self.base = {
             "data": str(data_path), "values": str(values_path), "plan": plan, "seed": options.seed,
-            "backend": options.backend, "implementation": options.implementation,
+            "backend": options.backend, "implementation": options.implementation, "device": options.device,
         }
         self.failures = []
         self.log = []
@@ -677,7 +781,14 @@ class Runner:
         env.setdefault("MALLOC_TRIM_THRESHOLD_", str((1 << 31) - 1))
         if self.options.threads:
             n = str(self.options.threads)
-            env.update(OMP_NUM_THREADS=n, OPENBLAS_NUM_THREADS=n, MKL_NUM_THREADS=n, SYMRNN_BENCH_THREADS=n)
+            env.update(OMP_NUM_THREADS=n, OPENBLAS_NUM_THREADS=n, MKL_NUM_THREADS=n, NUMBA_NUM_THREADS=n,
+                       SYMRNN_BENCH_THREADS=n)
+        if self.options.backend == "jax":
+            # True float32 products on both sides (PyTorch's TF32 is off by
+            # default), and JAX allocating what it uses, so peak memory means
+            # the same on both sides.
+            env.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
+            env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
         if compiledir is not None:
             flags = env.get("PYTENSOR_FLAGS", "")
             env["PYTENSOR_FLAGS"] = (flags + "," if flags else "") + f"compiledir={compiledir}"
@@ -729,12 +840,14 @@ def collect(options) -> tuple[dict, int]:
         "machine": {
             "cpu": _cpu_model(), "cores": os.cpu_count(), "load_start": _loadavg(),
             "python": platform.python_version(), "pytensor": _version("pytensor"), "numpy": np.__version__,
-            "torch": _version("torch"),
+            "torch": _version("torch"), "jax": _version("jax") if options.backend == "jax" else None,
+            "gpu": _gpu_name() if options.device == "gpu" else None,
         },
         "config": {
             "word_dim": WORD_DIM, "embedding_dim": EMBEDDING_DIM, "hidden_dim": HIDDEN_DIM,
             "num_layers": NUM_LAYERS, "gate": "hard_sigmoid", "dtype": DTYPE, "optimizer": "rmsprop",
-            "backend": options.backend, "implementation": options.implementation, "seed": options.seed,
+            "backend": options.backend, "implementation": options.implementation, "device": options.device,
+            "seed": options.seed, "bucket_width": BUCKET_WIDTH if options.backend == "jax" else None,
             "quick": bool(options.quick), "threads": options.threads or "default", "plan": plan,
         },
     }
@@ -752,7 +865,8 @@ def collect(options) -> tuple[dict, int]:
         _progress("building sentences, batches and initial values")
         sentences = make_sentences(N_SENTENCES, options.seed)
         lengths = np.array([len(s) for s in sentences])
-        arrays = build_batches(sentences, options.seed, plan)
+        bucket_width = BUCKET_WIDTH if options.backend == "jax" else None
+        arrays = build_batches(sentences, options.seed, plan, bucket_width)
         data_path = tmp / "batches.npz"
         np.savez(data_path, **arrays)
         from models.language_model import RNNLanguageModel  # initial values only; no compilation here
@@ -778,7 +892,7 @@ def collect(options) -> tuple[dict, int]:
         report["loss_check"] = check
 
         _progress("machine matrix-product rate")
-        matmul = run("matmul", "numpy float32 matmul 2048^3")
+        matmul = run("matmul", "CUDA float32 matmul 8192^3" if options.device == "gpu" else "numpy float32 matmul 2048^3")
 
         results = {s: {} for s in sides}
         # Sides alternate measurement by measurement, so that a change in the
@@ -832,6 +946,8 @@ def collect(options) -> tuple[dict, int]:
         metric("cold_start_s", "s", "lower", lambda s: results.get(s, {}).get("start_cold"))
         metric("warm_start_s", "s", "lower", lambda s: results.get(s, {}).get("start_warm"))
         metric("peak_memory_mib_train_b64", "MiB", "lower", lambda s: fig(s, "train64", "peak_rss_mib"))
+        if options.device == "gpu":
+            metric("peak_gpu_memory_mib_train_b64", "MiB", "lower", lambda s: fig(s, "train64", "gpu_peak_mib"))
         metric("output_layer_gflops", "GFLOP/s", "higher", lambda s: fig(s, "output_layer", "gflops"))
         metric("output_layer_fraction_of_numpy_sgemm", "fraction", "higher",
                lambda s: (fig(s, "output_layer", "gflops") / machine_rate)
@@ -856,8 +972,9 @@ ROWS = [
     ("cold_start_s", "cold start to 1st step b64, s (*)", "{:.1f}"),
     ("warm_start_s", "warm start to 1st step b64, s (*)", "{:.1f}"),
     ("peak_memory_mib_train_b64", "peak memory training b64, MiB (*)", "{:.0f}"),
+    ("peak_gpu_memory_mib_train_b64", "peak GPU memory training b64, MiB (*)", "{:.0f}"),
     ("output_layer_gflops", "output layer fwd+bwd GFLOP/s (b64 x T20)", "{:.1f}"),
-    ("output_layer_fraction_of_numpy_sgemm", "output layer / numpy sgemm rate", "{:.0%}"),
+    ("output_layer_fraction_of_numpy_sgemm", "output layer / machine sgemm rate", "{:.0%}"),
 ]
 
 
@@ -876,15 +993,18 @@ def format_report(report) -> str:
         low, high = m["load_1min_range"]
         lines.append(f"1-minute load average before each measurement: {low:.2f} .. {high:.2f} on {m['cores']} cores")
     rate = m.get("numpy_sgemm_gflops")
-    lines.append(
-        f"numpy float32 matmul 2048^3: {rate:.1f} GFLOP/s" if rate else "numpy float32 matmul: failed"
-    )
+    what = "CUDA float32 matmul 8192^3" if report["config"].get("device") == "gpu" else "numpy float32 matmul 2048^3"
+    lines.append(f"{what}: {rate:.1f} GFLOP/s" if rate else f"{what}: failed")
+    if m.get("gpu") or m.get("jax"):
+        lines.append(f"GPU: {m.get('gpu') or 'none'}; jax {m.get('jax')}")
     lines.append(f"threads: {thread_text or 'n/a'}  (options: --threads {report['config']['threads']})")
     cfg = report["config"]
     d = report["data"]
     lines.append(
         f"model: V={cfg['word_dim']} D={cfg['embedding_dim']} H={cfg['hidden_dim']} x{cfg['num_layers']} GRU hard_sigmoid, "
-        f"float32, RMSprop; symrnn backend={cfg['backend']} implementation={cfg['implementation']}"
+        f"float32, RMSprop; symrnn backend={cfg['backend']} implementation={cfg['implementation']}; "
+        f"device={cfg.get('device', 'cpu')}"
+        + (f"; every batch padded to a multiple of {cfg['bucket_width']} steps (JAX static shapes)" if cfg.get("bucket_width") else "")
     )
     lines.append(
         f"data: {d['sentences']} sentences, lengths {d['min_length']}..{d['max_length']} mean {d['mean_length']:.1f}; "
@@ -909,6 +1029,8 @@ def format_report(report) -> str:
     header = ("metric", "symrnn", "PyTorch", "symrnn/PyTorch (**)")
     rows = []
     for key, label, fmt in ROWS:
+        if key not in report["metrics"]:
+            continue
         x = report["metrics"][key]
         cell = lambda v: "n/a" if v is None else fmt.format(v)  # noqa: E731
         rows.append((label, cell(x["symrnn"]), cell(x["pytorch"]), "n/a" if x["ratio"] is None else f"{x['ratio']:.2f}"))
@@ -936,7 +1058,10 @@ def parse_arguments(argv):
     parser.add_argument("--json", action="store_true", help="also print every figure as one JSON object on the last line")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (for tests)")
     parser.add_argument("--skip-torch", action="store_true", help="run symrnn's side only (ratios n/a)")
-    parser.add_argument("--backend", choices=("cpu", "numba"), default="cpu", help="symrnn's compile backend (default cpu)")
+    parser.add_argument("--backend", choices=("cpu", "numba", "jax"), default=None,
+                        help="symrnn's compile backend (default cpu; jax with --device gpu)")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                        help="gpu: symrnn on PyTensor's JAX backend, PyTorch on CUDA (default cpu)")
     parser.add_argument("--implementation", choices=("auto", "scan", "fused"), default="auto",
                         help="symrnn's recurrence and loss: auto (fused Ops), scan (plain scan + log_softmax graph), fused")
     parser.add_argument("--threads", type=int, default=0,
@@ -945,7 +1070,12 @@ def parse_arguments(argv):
     parser.add_argument("--seed", type=int, default=0, help="seed of the sentences, batches and initial values")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--worker-args", help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    options = parser.parse_args(argv)
+    if options.backend is None:
+        options.backend = "jax" if options.device == "gpu" else "cpu"
+    elif options.device == "gpu" and options.backend != "jax":
+        parser.error("--device gpu runs symrnn on the jax backend; leave --backend out or give --backend jax")
+    return options
 
 
 def main(argv=None) -> int:

@@ -54,12 +54,15 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 
 
 def limit_blas_threads(threads: int) -> None:
-    """Run NumPy's BLAS (which PyTensor's CPU backend calls) on ``threads`` threads (0: leave as is)."""
+    """Run NumPy's BLAS (which PyTensor's CPU backend calls) and the Numba softmax kernel
+    (:mod:`symrnn.kernels`) on ``threads`` threads (0: leave as is)."""
     if threads == 0:
         return
+    import numba
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=threads, user_api="blas")
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
 
 
 def run(main) -> None:

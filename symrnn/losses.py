@@ -55,7 +55,10 @@ def masked_nll(hidden, W_out, b_out, targets, mask, implementation: str = "auto"
     b_out : TensorVariable (V,)
     targets : TensorVariable (T, B) int
     mask : TensorVariable (T, B) float
-    implementation : see :func:`token_nll`
+    implementation : ``"reference"`` (the ``log_softmax`` graph), ``"fused"``
+        (:func:`symrnn.fused.output_layer_nll`: product, softmax and loss in
+        one Op whose backward pass is two matrix products) or ``"auto"``
+        (``"fused"``).
 
     Returns
     -------
@@ -64,8 +67,15 @@ def masked_nll(hidden, W_out, b_out, targets, mask, implementation: str = "auto"
     n_tokens : TensorVariable scalar
         Number of real tokens (sum of the mask).
     """
+    if implementation not in LOSS_IMPLEMENTATIONS:
+        raise ValueError(f"implementation must be one of {LOSS_IMPLEMENTATIONS}, not {implementation!r}")
     steps, batch = hidden.shape[0], hidden.shape[1]
-    logits = pt.dot(hidden.reshape((steps * batch, hidden.shape[2])), W_out) + b_out
-    nll = token_nll(logits, targets.reshape((steps * batch,)), implementation)
+    flat_hidden = hidden.reshape((steps * batch, hidden.shape[2]))
+    flat_targets = targets.reshape((steps * batch,))
     flat_mask = mask.reshape((steps * batch,))
-    return pt.sum(nll * flat_mask), pt.sum(flat_mask)
+    if implementation == "reference":
+        nll = token_nll(pt.dot(flat_hidden, W_out) + b_out, flat_targets, "reference")
+        return pt.sum(nll * flat_mask), pt.sum(flat_mask)
+    from symrnn.fused import output_layer_nll
+
+    return output_layer_nll(flat_hidden, W_out, b_out, flat_targets, flat_mask), pt.sum(flat_mask)

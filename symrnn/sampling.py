@@ -167,6 +167,11 @@ def generate(
             break
         logits, *states = step(sampled, *states)
         result.steps += 1
+        if finished:
+            # Restarts write rows: device (JAX) outputs are read-only, so they
+            # come to the host first (only on the steps that restart a slot).
+            logits = _writable(logits)
+            states = [_writable(state) for state in states]
         for slot in finished:
             if result.attempts >= max_attempts:
                 active[slot] = False
@@ -179,3 +184,9 @@ def generate(
                 state[slot] = start[0]
     result.exhausted = len(result.sentences) < n
     return result
+
+
+def _writable(array) -> np.ndarray:
+    """``array`` as a writable NumPy array, copied only when it is not one."""
+    array = np.asarray(array)
+    return array if array.flags.writeable else array.copy()

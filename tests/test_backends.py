@@ -60,3 +60,26 @@ def test_the_jax_backend_trains_like_the_cpu_backend_and_keeps_float32():
         np.testing.assert_allclose(values[name], ref_values[name], rtol=1e-3, atol=1e-5, err_msg=name)
     logits, *_ = model.compile_step()(np.array([1, 2], "int32"), *model.initial_state_values(2))
     assert np.asarray(logits).shape == (2, V)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is an optional extra: pip install .[gpu]")
+def test_generation_under_the_jax_backend_restarts_slots_and_samples_what_the_cpu_backend_samples():
+    from symrnn.sampling import generate
+
+    def sentences(model):
+        step = model.compile_step()
+        # Rejecting id 7 makes slots restart, which writes rows of the logits and states.
+        result = generate(step, model.initial_state_values, 12, 1, 2, np.random.default_rng(3),
+                          reject_ids=[7], min_length=2, max_length=12, batch_size=4)
+        return result
+
+    cpu = sentences(RNNLanguageModel(V, D, H, seed=4))
+    jax_model = RNNLanguageModel(V, D, H, seed=4, backend="jax")
+    on_jax = sentences(jax_model)
+    assert cpu.attempts > 4, "no slot restarted: the test would not exercise the restarts"
+    assert len(on_jax.sentences) == 12
+    assert on_jax.sentences == cpu.sentences
+    assert on_jax.attempts == cpu.attempts
+    # The parameters stay on the device between calls, and come back as NumPy arrays.
+    assert not isinstance(jax_model.params["output/W"].container.storage[0], np.ndarray)
+    assert all(isinstance(v, np.ndarray) for v in jax_model.get_values().values())
