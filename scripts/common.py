@@ -30,6 +30,8 @@ def setup_logging(verbose: bool = False) -> None:
     )
     for noisy in ("pytensor", "numba", "filelock"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    # JAX logs at INFO that it looked for TPUs and found none.
+    logging.getLogger("jax").setLevel(logging.WARNING)
 
 
 def keep_freed_memory_for_reuse() -> None:

@@ -183,22 +183,38 @@ class Run:
             restore_rng_state(self.model, str(train_state["dropout_rng_json"]))
         self.say(f"Resuming {self.settings.resume}: epoch {self.state.epoch}, batch {self.state.position}, {self.state.examples_seen} examples seen")
 
+    @property
+    def bucket_width(self):
+        """BUCKET_WIDTH, or 16 under JAX (one compiled function per padded length), else none."""
+        return self.settings.bucket_width or (16 if self.settings.backend_name == "jax" else None)
+
     def time_one_step(self):
-        """The tutorial's 'SGD Step time', measured without changing the run (values restored)."""
+        """The tutorial's 'SGD Step time', measured without changing the run (values restored).
+
+        The second of two calls is timed: the first loads the softmax kernel
+        (Numba) or, under JAX, compiles the step for that batch shape (reported).
+        """
         variables = [*self.model.params.values(), *self.model.optimizer_state.values()]
         snapshot = [v.get_value() for v in variables]
         rng_state = rng_state_json(self.model)
         index = min(10, len(self.X_train) - 1)
-        from symrnn.batching import pad_batch
+        from symrnn.batching import bucket_length, pad_batch
 
         batch_size = min(self.settings.batch_size, len(self.X_train))
         chosen = [self.X_train[(index + i) % len(self.X_train)] for i in range(batch_size)]
         targets = [self.Y_train[(index + i) % len(self.Y_train)] for i in range(batch_size)]
-        x, mask = pad_batch(chosen)
-        y, _ = pad_batch(targets)
+        length = bucket_length(max(len(s) for s in chosen), self.bucket_width)
+        x, mask = pad_batch(chosen, length)
+        y, _ = pad_batch(targets, length)
         mask = mask.astype(self.settings.floatx)
+        learning_rate = np.float32(self.settings.learning_rate)
         started = time.perf_counter()
-        self.train_step(x, y, mask, np.float32(self.settings.learning_rate))
+        self.train_step(x, y, mask, learning_rate)  # first call: JAX compiles, Numba loads its kernel
+        if self.model.static_shapes:
+            self.say(f"Compiled the training step for batches of shape {x.shape} in {time.perf_counter() - started:.1f} s "
+                     "(once per padded shape; reused from JAX's cache in later runs)")
+        started = time.perf_counter()
+        self.train_step(x, y, mask, learning_rate)
         elapsed = time.perf_counter() - started
         for variable, value in zip(variables, snapshot):
             variable.set_value(value)
@@ -309,7 +325,7 @@ class Run:
                     batch_size=self.settings.batch_size, report_every=self.settings.print_every, seed=self.settings.seed,
                     state=self.state, learning_rate=self.settings.learning_rate, callbacks=[self._remember, self.on_report],
                     should_stop=lambda: stop["signal"] is not None or out_of_time(),
-                    bucket_width=self.settings.bucket_width or (16 if self.settings.backend_name == "jax" else None),
+                    bucket_width=self.bucket_width,
                 )
             except Diverged as exc:
                 last = self.output_path if Path(self.output_path).exists() else "not saved yet"

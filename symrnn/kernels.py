@@ -87,6 +87,20 @@ def _add_bias_and_max(row, bias):
     return top
 
 
+# Reassociation (so that the sum vectorises) but no assumption that values are
+# finite: a NaN or infinity must survive into the result.
+_IEEE_SUM = {"reassoc", "contract"}
+
+
+@njit(fastmath=_IEEE_SUM, cache=True)
+def _is_finite_row(row):
+    """Whether every value of ``row`` is finite (their sum is; NaN and inf propagate)."""
+    total = np.float32(0.0)
+    for j in range(row.shape[0]):
+        total += row[j] * np.float32(0.0)
+    return total == 0
+
+
 @njit(fastmath=True, cache=True)
 def _sum64(row):
     total = 0.0
@@ -123,7 +137,8 @@ def _softmax_cross_entropy_inplace(logits, bias, targets, weights, n_chunks):
     -------
     loss : float
         ``sum_i weights[i] * (logsumexp(z_i) - z_i[targets[i]])``, accumulated
-        in float64, with ``z_i = logits[i] + bias``.
+        in float64, with ``z_i = logits[i] + bias``; NaN when a weighted row
+        holds a NaN or an infinity.
     bias_grad : ndarray (V,) float32
         Column sums of the gradient (the gradient with respect to ``bias``).
     """
@@ -140,6 +155,12 @@ def _softmax_cross_entropy_inplace(logits, bias, targets, weights, n_chunks):
                 row[:] = 0
                 continue
             top = _add_bias_and_max(row, bias)
+            if not _is_finite_row(row):
+                # The fast-math passes below may turn NaN or inf into finite
+                # numbers; a non-finite logit must make the loss non-finite,
+                # as log_softmax would, so that training skips the step.
+                row_loss[i] = np.nan
+                continue
             t = targets[i]
             z_target = row[t]
             exp_shifted_inplace(row, top, scale_bits)

@@ -174,3 +174,18 @@ def test_a_training_step_computes_the_output_layer_products_once():
     # folds the learning rate into a second copy of the W product.
     assert len(readers) == 2 and all(isinstance(n.op, Dot22) for n in readers)
     assert not any(type(n.op).__name__ == "Dot22Scalar" for n in nodes)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered")  # the gradient products meet the poisoned rows
+@pytest.mark.parametrize("N, V", [(6, 40), (300, 4000)], ids=["serial kernel", "parallel kernel"])
+@pytest.mark.parametrize("poison", [np.nan, np.inf, -np.inf])
+def test_a_non_finite_logit_makes_the_loss_non_finite_so_training_skips_the_step(N, V, poison):
+    # The kernel's fast-math passes could turn a NaN into an ordinary number;
+    # the NaN guard of the training step relies on the loss staying non-finite.
+    rng = np.random.default_rng(5)
+    hidden, W, b, targets, weights = random_layer(rng, N, 8, V, "float32")
+    b[(targets[2] + 1) % V] = poison  # one column other than row 2's target
+    got = compiled("float32", "cpu")(hidden, W, b, targets, weights)
+    assert not np.isfinite(got[0])
+    weights[:] = 0  # every row masked: nothing is read, the loss is 0
+    assert compiled("float32", "cpu")(hidden, W, b, targets, weights)[0] == 0
