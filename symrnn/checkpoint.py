@@ -56,6 +56,7 @@ from symrnn.errors import CheckpointError
 __all__ = [
     "FORMAT_VERSION",
     "Checkpoint",
+    "default_file_mode",
     "load_checkpoint",
     "read_settings_only",
     "save_checkpoint",
@@ -358,7 +359,7 @@ def _settings_json(settings: Mapping[str, Any] | None) -> str:
     return json.dumps(plain, allow_nan=False, ensure_ascii=False)
 
 
-def _default_file_mode(path: str) -> int:
+def default_file_mode(path: str) -> int:
     """Permission bits the written file gets: those of the file it replaces,
     else the usual ones for a new file (0o666 less the umask)."""
     try:
@@ -408,7 +409,7 @@ def _atomic_savez(path: str, arrays: dict[str, np.ndarray]) -> None:
         raise CheckpointError(
             f"cannot write model file {path!r}: it is a directory; give a file name inside it"
         )
-    mode = _default_file_mode(path)
+    mode = default_file_mode(path)
     prefix = "." + os.path.basename(path)[:100] + "."
     tmp_name = None
     try:

@@ -6,6 +6,8 @@ import os
 import tempfile
 from typing import Sequence
 
+from symrnn.checkpoint import default_file_mode
+
 __all__ = ["plot_available", "write_loss_curve"]
 
 
@@ -51,10 +53,13 @@ def write_loss_curve(path: str, history: Sequence[Sequence], title: str = "") ->
     axes.legend()
     figure.tight_layout()
     directory = os.path.dirname(os.path.abspath(path))
+    mode = default_file_mode(path)
     handle = tempfile.NamedTemporaryFile(dir=directory, suffix=".png.tmp", delete=False)
     try:
         with handle:
             figure.savefig(handle, format="png")
+        # The temporary file is private (0600); the curve gets a new file's usual bits.
+        os.chmod(handle.name, mode)
         os.replace(handle.name, path)
     except BaseException:
         if os.path.exists(handle.name):

@@ -45,6 +45,22 @@ def test_the_loss_curve_is_written_as_a_png(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["model.loss.png"]
 
 
+def test_the_loss_curve_gets_a_new_files_usual_permissions_not_the_private_temporary_ones(tmp_path):
+    pytest.importorskip("matplotlib", reason="matplotlib is the optional [plot] extra")
+    import os
+    import stat
+
+    from symrnn.plotting import write_loss_curve
+
+    old_umask = os.umask(0o022)
+    try:
+        path = tmp_path / "model.loss.png"
+        write_loss_curve(str(path), [[100, 5.0, None], [200, 4.5, None]])
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
 @pytest.mark.parametrize("script", ["train.py", "generate.py", "evaluate.py", "benchmark.py"])
 def test_every_script_answers_help(script):
     result = subprocess.run([sys.executable, str(REPO / "scripts" / script), "--help"], capture_output=True, text=True, timeout=120)
