@@ -230,6 +230,23 @@ def test_sample_tokens_draws_from_the_softmax_of_logits_over_temperature(tempera
     assert chi2 < stats.chi2.ppf(0.9999, df=len(LOGITS) - 2)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sample_tokens_picks_what_float64_inverse_cdf_sampling_picks_with_the_same_draws(dtype):
+    rng = np.random.default_rng(14)
+    logits = (rng.normal(size=(500, 300)) * 3).astype(dtype)
+    logits[:, 7] = -np.inf
+    for temperature in (0.5, 1.0):
+        tokens = sample_tokens(logits, np.random.default_rng(15), temperature)
+        draws = np.random.default_rng(15).random(len(logits))
+        cdf = np.cumsum(ref.softmax(logits.astype(np.float64) / temperature), axis=1)
+        expected = (cdf <= draws[:, None] * cdf[:, -1:]).sum(axis=1)
+        # float32 exponentials can move a draw that lies within 1e-6 of a
+        # boundary to the neighbouring token; nothing else may differ.
+        assert np.mean(tokens == expected) > 0.995
+        assert np.all(np.abs(tokens - expected) <= 1)
+        assert not np.any(tokens == 7)
+
+
 def test_sample_tokens_at_temperature_0_is_the_argmax_of_each_row():
     logits = np.random.default_rng(12).normal(size=(50, 7))
     np.testing.assert_array_equal(sample_tokens(logits, np.random.default_rng(0), 0), np.argmax(logits, axis=1))
