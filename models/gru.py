@@ -218,7 +218,7 @@ class GRUTheano:
         if self._step is None:
             ids = pt.ivector("ids")
             states = [pt.matrix(f"s{i}", dtype=self.dtype) for i in (1, 2)]
-            logits, new_states = one_step(self._library(), ids, states, 2, "gru", "hard_sigmoid")
+            logits, new_states = one_step(self._library(), ids, states, 2, "gru", "hard_sigmoid", "auto")
             self._step = pytensor.function([ids, *states], [logits, *new_states], mode=self.mode)
         return self._step
 

@@ -83,7 +83,7 @@ def stacked_states(params: Mapping, ids, mask, num_layers: int, cell: str, gate:
     return drop(x)
 
 
-def one_step(params: Mapping, ids, states, num_layers: int, cell: str, gate: str):
+def one_step(params: Mapping, ids, states, num_layers: int, cell: str, gate: str, implementation: str = "scan"):
     """One time step of the whole network, for generation.
 
     Parameters
@@ -93,6 +93,7 @@ def one_step(params: Mapping, ids, states, num_layers: int, cell: str, gate: str
     ids : TensorVariable (B,) int32
     states : list of TensorVariable (B, H), ``num_layers * cell.states`` of them
     num_layers, cell, gate : see :class:`RNNLanguageModel`
+    implementation : see :func:`symrnn.recurrence.step_layer`
 
     Returns
     -------
@@ -105,7 +106,7 @@ def one_step(params: Mapping, ids, states, num_layers: int, cell: str, gate: str
     for layer in range(num_layers):
         projected = pt.dot(x, params[f"layer{layer}/W_x"]) + params[f"layer{layer}/b"]
         layer_states = step_layer(cell, projected, states[layer * n_states : (layer + 1) * n_states],
-                                  params[f"layer{layer}/W_h"], gate)
+                                  params[f"layer{layer}/W_h"], gate, implementation)
         new_states.extend(layer_states)
         x = layer_states[0]
     return pt.dot(x, params["output/W"]) + params["output/b"], new_states
@@ -412,7 +413,7 @@ class RNNLanguageModel:
         ids = pt.ivector("ids")
         n_states = CELLS[self.cell].states
         states = [pt.matrix(f"state{i}", dtype=self.dtype) for i in range(self.num_layers * n_states)]
-        logits, new_states = one_step(self.params, ids, states, self.num_layers, self.cell, self.gate)
+        logits, new_states = one_step(self.params, ids, states, self.num_layers, self.cell, self.gate, self.implementation)
         step = pytensor.function([ids, *states], [logits, *new_states], mode=self.mode)
         if self.backend == "jax":
             return _DeviceStateStep(step)

@@ -91,7 +91,7 @@ PLANS = {
     "full": dict(
         train1_warmup=5, train1_steps=20, train1_passes=3,
         train64_warmup=2, train64_steps=10, train64_passes=3,
-        gen1_sentences=20, gen64_reps=3, outlayer_reps=10, matmul_reps=5,
+        gen1_sentences=20, gen64_reps=10, outlayer_reps=10, matmul_reps=5,
     ),
     "quick": dict(
         train1_warmup=2, train1_steps=6, train1_passes=1,

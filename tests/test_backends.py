@@ -83,3 +83,18 @@ def test_generation_under_the_jax_backend_restarts_slots_and_samples_what_the_cp
     # The parameters stay on the device between calls, and come back as NumPy arrays.
     assert not isinstance(jax_model.params["output/W"].container.storage[0], np.ndarray)
     assert all(isinstance(v, np.ndarray) for v in jax_model.get_values().values())
+
+
+def test_the_generation_step_of_a_cpu_gru_runs_the_fused_op_and_equals_the_plain_step():
+    from symrnn.fused import FusedGRU
+
+    fast = RNNLanguageModel(V, D, H, num_layers=2, seed=4)
+    plain = RNNLanguageModel(V, D, H, num_layers=2, seed=4, implementation="scan")
+    fast_step, plain_step = fast.compile_step(), plain.compile_step()
+    assert any(isinstance(n.op, FusedGRU) for n in fast_step.maker.fgraph.toposort())
+    assert not any(isinstance(n.op, FusedGRU) for n in plain_step.maker.fgraph.toposort())
+    rng = np.random.default_rng(6)
+    states = [rng.normal(size=(3, H)).astype("float32") for _ in range(2)]
+    ids = np.array([1, 5, 7], dtype="int32")
+    for got, want in zip(fast_step(ids, *states), plain_step(ids, *states)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
