@@ -1,4 +1,4 @@
-r"""Numba kernels behind :class:`symrnn.fused.OutputLayerNLL` (float32).
+r"""Numba kernels behind :class:`symrnn.fused.OutputLayerNLL` (float32) and sampling.
 
 The output layer's softmax over V = 8000 words is the costliest elementwise
 work of a training step, and NumPy's ``exp`` takes about 3 ns per float32
@@ -15,6 +15,9 @@ mask), :math:`m = \max_j z_j` and :math:`s = \sum_j e^{z_j - m}`:
 
     \ell = w\,(\log s + m - z_y), \qquad
     \frac{\partial \ell}{\partial z_j} = w\,\Big(\frac{e^{z_j - m}}{s} - [j = y]\Big).
+
+:func:`sample_rows` draws the next words during generation from the same
+exponentials (inverse-CDF sampling, used by :func:`symrnn.sampling.sample_tokens`).
 
 Numba is a dependency of PyTensor itself; the kernels compile on first use
 and are cached on disk (``cache=True``).
