@@ -189,3 +189,22 @@ def test_a_non_finite_logit_makes_the_loss_non_finite_so_training_skips_the_step
     assert not np.isfinite(got[0])
     weights[:] = 0  # every row masked: nothing is read, the loss is 0
     assert compiled("float32", "cpu")(hidden, W, b, targets, weights)[0] == 0
+
+
+def test_the_kernels_use_numba_s_workqueue_threads_unless_the_user_chose_a_layer():
+    import os
+    import subprocess
+    import sys
+
+    # A fresh interpreter: the threading layer is fixed at the first parallel launch.
+    code = (
+        "import numpy as np, numba\n"
+        "from symrnn import kernels\n"
+        "L = np.zeros((300, 4000), np.float32)\n"
+        "kernels.softmax_cross_entropy_inplace(L, np.zeros(4000, np.float32), np.zeros(300, np.int32),"
+        " np.ones(300, np.float32), 2)\n"
+        "print(numba.threading_layer())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split()[-1] == "workqueue"
