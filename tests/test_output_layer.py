@@ -191,12 +191,14 @@ def test_a_non_finite_logit_makes_the_loss_non_finite_so_training_skips_the_step
     assert compiled("float32", "cpu")(hidden, W, b, targets, weights)[0] == 0
 
 
-def test_the_kernels_use_numba_s_workqueue_threads_unless_the_user_chose_a_layer():
+def test_the_kernels_use_numba_s_workqueue_threads_unless_the_user_chose_a_layer(tmp_path):
     import os
     import subprocess
     import sys
 
-    # A fresh interpreter: the threading layer is fixed at the first parallel launch.
+    # A fresh interpreter: the threading layer is fixed at the first parallel
+    # launch. A script file, as the scripts run: under ``python -c`` Numba ran
+    # a parallel kernel loaded from its disk cache without starting threads.
     code = (
         "import numpy as np, numba\n"
         "from symrnn import kernels\n"
@@ -205,6 +207,8 @@ def test_the_kernels_use_numba_s_workqueue_threads_unless_the_user_chose_a_layer
         " np.ones(300, np.float32), 2)\n"
         "print(numba.threading_layer())\n"
     )
+    probe = tmp_path / "probe.py"
+    probe.write_text(code)
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    out = subprocess.run([sys.executable, str(probe)], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.split()[-1] == "workqueue"
