@@ -18,6 +18,11 @@ __all__ = ["LOSS_IMPLEMENTATIONS", "masked_nll", "token_nll"]
 LOSS_IMPLEMENTATIONS = ("auto", "reference", "fused")
 
 
+def _check_loss_implementation(implementation: str) -> None:
+    if implementation not in LOSS_IMPLEMENTATIONS:
+        raise ValueError(f"implementation must be one of {LOSS_IMPLEMENTATIONS}, not {implementation!r}")
+
+
 def token_nll(logits, targets, implementation: str = "auto"):
     """Negative log-probability of each target under softmax(logits).
 
@@ -33,8 +38,7 @@ def token_nll(logits, targets, implementation: str = "auto"):
     -------
     TensorVariable (N,)
     """
-    if implementation not in LOSS_IMPLEMENTATIONS:
-        raise ValueError(f"implementation must be one of {LOSS_IMPLEMENTATIONS}, not {implementation!r}")
+    _check_loss_implementation(implementation)
     if implementation == "reference":
         log_probs = log_softmax(logits, axis=-1)
         # take_along_axis rather than arange indexing: JAX needs static shapes.
@@ -67,15 +71,15 @@ def masked_nll(hidden, W_out, b_out, targets, mask, implementation: str = "auto"
     n_tokens : TensorVariable scalar
         Number of real tokens (sum of the mask).
     """
-    if implementation not in LOSS_IMPLEMENTATIONS:
-        raise ValueError(f"implementation must be one of {LOSS_IMPLEMENTATIONS}, not {implementation!r}")
+    _check_loss_implementation(implementation)
     steps, batch = hidden.shape[0], hidden.shape[1]
     flat_hidden = hidden.reshape((steps * batch, hidden.shape[2]))
     flat_targets = targets.reshape((steps * batch,))
     flat_mask = mask.reshape((steps * batch,))
+    n_tokens = pt.sum(flat_mask)
     if implementation == "reference":
         nll = token_nll(pt.dot(flat_hidden, W_out) + b_out, flat_targets, "reference")
-        return pt.sum(nll * flat_mask), pt.sum(flat_mask)
+        return pt.sum(nll * flat_mask), n_tokens
     from symrnn.fused import output_layer_nll
 
-    return output_layer_nll(flat_hidden, W_out, b_out, flat_targets, flat_mask), pt.sum(flat_mask)
+    return output_layer_nll(flat_hidden, W_out, b_out, flat_targets, flat_mask), n_tokens

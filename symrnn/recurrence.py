@@ -34,6 +34,11 @@ __all__ = ["IMPLEMENTATIONS", "masked_update", "recurrent_layer", "step_layer"]
 IMPLEMENTATIONS = ("auto", "scan", "fused")
 
 
+def _check_implementation(implementation: str) -> None:
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, not {implementation!r}")
+
+
 def _cell(cell: Cell | str) -> Cell:
     return CELLS[cell] if isinstance(cell, str) else cell
 
@@ -80,8 +85,7 @@ def step_layer(
     tuple of TensorVariable (B, H): the new states, the layer's output first.
     """
     cell = _cell(cell)
-    if implementation not in IMPLEMENTATIONS:
-        raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, not {implementation!r}")
+    _check_implementation(implementation)
     if implementation != "scan" and cell.name == "gru":
         from symrnn.fused import fused_gru
 
@@ -125,8 +129,7 @@ def recurrent_layer(
     tuple of TensorVariable (T, B, H): the state sequences, the output first.
     """
     cell = _cell(cell)
-    if implementation not in IMPLEMENTATIONS:
-        raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, not {implementation!r}")
+    _check_implementation(implementation)
     fused_applies = cell.name == "gru" and truncate_gradient == -1
     if implementation == "fused" and not fused_applies:
         raise ValueError("the fused implementation supports the GRU with full backpropagation only")
