@@ -32,6 +32,7 @@ Python threads at once; symrnn launches them from one.
 from __future__ import annotations
 
 import os
+import types
 
 import numba
 import numpy as np
@@ -196,10 +197,27 @@ def _softmax_cross_entropy_inplace(logits, bias, targets, weights, n_chunks):
     return row_loss.sum(), column_sums.sum(axis=0)
 
 
+def _renamed(function, name: str):
+    """A copy of ``function`` under another qualified name.
+
+    Numba's disk cache keys compiled code by the function's qualified name and
+    signature, not by ``parallel=``: two dispatchers of one function share one
+    cache entry, and whichever compiled first is loaded by both. Under one name
+    the serial kernel, compiled first for a small batch, was loaded as the
+    parallel one by every later process, which then ran on one thread.
+    """
+    copy = types.FunctionType(function.__code__, function.__globals__, name, function.__defaults__, function.__closure__)
+    copy.__qualname__ = name
+    copy.__doc__ = function.__doc__
+    return copy
+
+
 softmax_cross_entropy_inplace = njit(parallel=True, cache=True)(_softmax_cross_entropy_inplace)
 # The same on the calling thread alone: a parallel kernel wakes Numba's worker
 # threads even for one row block, which costs more than a small batch's softmax.
-softmax_cross_entropy_inplace_serial = njit(cache=True)(_softmax_cross_entropy_inplace)
+softmax_cross_entropy_inplace_serial = njit(cache=True)(
+    _renamed(_softmax_cross_entropy_inplace, "_softmax_cross_entropy_inplace_serial")
+)
 
 
 @njit(fastmath=True, cache=True)

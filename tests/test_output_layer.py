@@ -197,8 +197,7 @@ def test_the_kernels_use_numba_s_workqueue_threads_unless_the_user_chose_a_layer
     import sys
 
     # A fresh interpreter: the threading layer is fixed at the first parallel
-    # launch. A script file, as the scripts run: under ``python -c`` Numba ran
-    # a parallel kernel loaded from its disk cache without starting threads.
+    # launch.
     code = (
         "import numpy as np, numba\n"
         "from symrnn import kernels\n"
@@ -211,4 +210,33 @@ def test_the_kernels_use_numba_s_workqueue_threads_unless_the_user_chose_a_layer
     probe.write_text(code)
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
     out = subprocess.run([sys.executable, str(probe)], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split()[-1] == "workqueue"
+
+
+def test_the_parallel_kernel_loaded_from_the_disk_cache_still_runs_on_threads_after_the_serial_one_compiled_first(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    # Numba's disk cache keys code by function name and signature, not by
+    # parallel=: with one name for both, the serial kernel compiled first was
+    # loaded as the parallel one by every later process, which ran on one thread.
+    serial = (
+        "import numpy as np\n"
+        "from symrnn import kernels\n"
+        "kernels.softmax_cross_entropy_inplace_serial(np.zeros((3, 40), np.float32), np.zeros(40, np.float32),"
+        " np.zeros(3, np.int32), np.ones(3, np.float32), 1)\n"
+    )
+    parallel = (
+        "import numpy as np, numba\n"
+        "from symrnn import kernels\n"
+        "kernels.softmax_cross_entropy_inplace(np.zeros((300, 4000), np.float32), np.zeros(4000, np.float32),"
+        " np.zeros(300, np.int32), np.ones(300, np.float32), 2)\n"
+        "print(numba.threading_layer())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    env["NUMBA_CACHE_DIR"] = str(tmp_path / "numba-cache")
+    for name, code in (("serial.py", serial), ("parallel.py", parallel), ("parallel_again.py", parallel)):
+        (tmp_path / name).write_text(code)
+        out = subprocess.run([sys.executable, str(tmp_path / name)], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.split()[-1] == "workqueue"
