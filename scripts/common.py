@@ -67,6 +67,11 @@ def limit_blas_threads(threads: int) -> None:
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
 
 
+def warn(message: str) -> None:
+    """One warning line on stderr, named after the script: ``train.py: warning: ...``."""
+    print(f"{Path(sys.argv[0]).name}: warning: {message}", file=sys.stderr, flush=True)
+
+
 def run(main) -> None:
     """Call ``main()`` and turn symrnn's errors into one-line messages with exit status 2."""
     prog = Path(sys.argv[0]).name

@@ -43,6 +43,10 @@ def parse_arguments(argv):
         raise ConfigError("--temperature must be 0 or more")
     if args.seed is not None and args.seed < 0:
         raise ConfigError("--seed must be 0 or more")
+    if args.min_length < 0:
+        raise ConfigError("--min-length must be 0 or more")
+    if args.min_length > args.max_length:
+        raise ConfigError(f"--min-length ({args.min_length}) must not exceed --max-length ({args.max_length})")
     return args
 
 
@@ -55,6 +59,8 @@ def main(argv=None) -> int:
     else:
         prompt_tokens = tokenize_words(args.prompt.lower()) if args.prompt else []
     prompt = [int(i) for i in vocabulary.encode(prompt_tokens)]
+    # The sentences are sampled side by side and printed together: say at once that it is under way.
+    print(f"generate.py: sampling {args.num} sentences from {args.model_file} ...", file=sys.stderr, flush=True)
     result = generate(
         model.compile_step(), model.initial_state_values, args.num, vocabulary.start_index, vocabulary.end_index,
         np.random.default_rng(args.seed), temperature=args.temperature, prompt=prompt,

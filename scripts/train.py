@@ -28,8 +28,9 @@ import numpy as np
 
 from symrnn.batching import split_train_validation
 from symrnn.checkpoint import load_checkpoint, save_checkpoint
-from symrnn.config import DEFAULT_INPUT_DATA_FILE, Settings
+from symrnn.config import DEFAULT_INPUT_DATA_FILE, Settings, misspelt_settings
 from symrnn.errors import CheckpointError, ConfigError
+from symrnn.paths import check_output_path
 from symrnn.plotting import plot_available, write_loss_curve
 from symrnn.sampling import generate
 from symrnn.text import DEFAULT_CORPUS_NAME, Vocabulary, load_corpus, sentences_to_pairs
@@ -55,7 +56,13 @@ def parse_arguments(argv):
 
 
 def settings_for_resume(env_settings: Settings, saved: dict, environ) -> Settings:
+    """The checkpoint's settings, but for those in RESUME_OVERRIDABLE given in `environ`.
+
+    MODEL_OUTPUT_FILE never comes from the checkpoint: a copied or downloaded
+    checkpoint would otherwise write to a name from another machine or folder.
+    """
     fields = {name: value for name, value in saved.items() if name in env_settings.as_dict()}
+    fields["model_output_file"] = env_settings.model_output_file
     for name in RESUME_OVERRIDABLE:
         if environ.get(name.upper(), "").strip():
             fields[name] = getattr(env_settings, name)
@@ -63,6 +70,16 @@ def settings_for_resume(env_settings: Settings, saved: dict, environ) -> Setting
         return Settings(**fields)
     except (TypeError, ConfigError) as exc:
         raise CheckpointError(f"{env_settings.resume}: its saved settings are invalid ({exc})") from None
+
+
+def ignored_on_resume(env_settings: Settings, resumed: Settings, environ) -> list[str]:
+    """One warning per setting given in `environ` that the resumed checkpoint overrides."""
+    warnings = []
+    for name, value in resumed.as_dict().items():
+        given = getattr(env_settings, name)
+        if name not in RESUME_OVERRIDABLE and environ.get(name.upper(), "").strip() and given != value:
+            warnings.append(f"{name.upper()}={given} is ignored: a resumed run keeps its checkpoint's value, {value}")
+    return warnings
 
 
 def resolve_corpus_path(settings: Settings) -> str | None:
@@ -102,11 +119,37 @@ class Run:
             self.checkpoint = load_checkpoint(settings.resume)
             if self.checkpoint.layout != "symrnn" or "state_json" not in self.checkpoint.training_state:
                 raise CheckpointError(f"{settings.resume}: not a checkpoint written by train.py, so it cannot be resumed")
-            self.settings = settings = settings_for_resume(settings, self.checkpoint.settings, environ)
-        self.output_path = settings.output_path() if (settings.model_output_file or not settings.resume) else settings.resume
+            resumed = settings_for_resume(settings, self.checkpoint.settings, environ)
+            for warning in ignored_on_resume(settings, resumed, environ):
+                common.warn(warning)
+            self.settings = settings = resumed
+        # A resumed run writes to the file it resumed, unless MODEL_OUTPUT_FILE names another.
+        self.output_path = settings.model_output_file or settings.resume or self._new_default_name()
+        self.saved_path = None  # the model file this run has written, once it has
+        self.plot_failed = False
+        self.progress_bar = None
+        self.check_outputs()
+
+    def _new_default_name(self) -> str:
+        """A default model name no existing file has (such a file belongs to another run)."""
+        for _ in range(10):
+            name = self.settings.output_path()
+            if not os.path.lexists(name):
+                return name
+        raise ConfigError(f"cannot find a free default model file name (tried names like {name}); set MODEL_OUTPUT_FILE")
+
+    def check_outputs(self):
+        """Refuse, before any work, every file this run could not write or must not replace."""
+        s = self.settings
+        inputs = [path for path in (resolve_corpus_path(s),) if path]
+        what = "MODEL_OUTPUT_FILE" if s.model_output_file else "RESUME" if s.resume else "default model file"
+        check_output_path(self.output_path, inputs, what=what)
         self.best_path = self._beside(self.output_path, "best")
         self.plot_path = str(Path(self.output_path).with_suffix("")) + ".loss.png"
-        self.progress_bar = None
+        if s.validation_fraction:
+            check_output_path(self.best_path, inputs, what=f"best-model file of {what}")
+        if plot_available():
+            check_output_path(self.plot_path, inputs, what=f"loss-curve image of {what}")
 
     @staticmethod
     def _beside(path: str, tag: str) -> str:
@@ -116,9 +159,19 @@ class Run:
     def say(self, *lines):
         if self.progress_bar is not None:
             self.progress_bar.clear()
-        for line in lines:
-            print(line, file=self.out)
-        self.out.flush()
+        try:
+            for line in lines:
+                print(line, file=self.out)
+            self.out.flush()
+        except OSError:  # the terminal is gone (SIGHUP): go on to save, silently
+            self.out = open(os.devnull, "w")
+        if self.progress_bar is not None:
+            self.progress_bar.refresh()
+
+    def warn(self, message: str):
+        if self.progress_bar is not None:
+            self.progress_bar.clear()
+        common.warn(message)
         if self.progress_bar is not None:
             self.progress_bar.refresh()
 
@@ -233,6 +286,8 @@ class Run:
             optimizer_state={name: v.get_value() for name, v in model.optimizer_state.items()},
             training_state={"state_json": np.array(state.to_json()), "dropout_rng_json": np.array(rng_state_json(model))},
         )
+        if path is None:
+            self.saved_path = written
         return written
 
     def per_word_loss(self, X, Y) -> float:
@@ -297,11 +352,20 @@ class Run:
         written = self.save()
         self.say(f"Saved model to {written}")
         if plot_available():
-            self.say(f"Loss curve: {write_loss_curve(self.plot_path, state.history, title=Path(written).name)}")
+            self.write_plot(state.history, title=Path(written).name)
         if valid_loss is not None and (state.best_validation is None or valid_loss < state.best_validation):
             state.best_validation = valid_loss
             self.say(f"Saved best model (validation loss {valid_loss:f}) to {self.save(self.best_path)}")
         self.say("")
+
+    def write_plot(self, history, title: str):
+        """Draw the loss curve; a side product, so a failure is one warning, not the end of the run."""
+        try:
+            self.say(f"Loss curve: {write_loss_curve(self.plot_path, history, title=title)}")
+        except Exception as exc:  # matplotlib can fail in many ways; none may cost the run
+            if not self.plot_failed:
+                self.warn(f"no loss curve: {exc}; training goes on (this warning is not repeated)")
+            self.plot_failed = True
 
     # -------------------------------------------------------------- training
     def train(self):
@@ -312,10 +376,12 @@ class Run:
                 signal.signal(signum, signal.SIG_DFL)
                 os.kill(os.getpid(), signum)
             stop["signal"] = signum
+            if signum == signal.SIGHUP and self.progress_bar is not None:
+                self.progress_bar.disable = True  # its terminal is gone
 
-        previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         self.progress_bar = make_progress_bar(self.settings.nepoch * len(self.X_train), sys.stderr)
-        self.say(f"Training (Ctrl-C saves the model and stops; RESUME=<model file> continues)")
+        self.say("Training (Ctrl-C, SIGTERM or closing the terminal saves the model and stops; RESUME=<model file> continues)")
         deadline = time.monotonic() + self.settings.time_limit if self.settings.time_limit else None
         out_of_time = lambda: deadline is not None and time.monotonic() > deadline
         try:
@@ -328,8 +394,8 @@ class Run:
                     bucket_width=self.bucket_width,
                 )
             except Diverged as exc:
-                last = self.output_path if Path(self.output_path).exists() else "not saved yet"
-                self.say(f"train.py: {exc}. The last good model is {last}.")
+                last = self.saved_path or self.settings.resume
+                self.say(f"train.py: {exc}. " + (f"The last good model is {last}." if last else "This run saved no model."))
                 return 3
             if self.progress_bar is not None:
                 self.progress_bar.close()
@@ -366,11 +432,14 @@ def main(argv=None) -> int:
     parse_arguments(sys.argv[1:] if argv is None else argv)
     common.setup_logging()
     settings = Settings.from_environ(os.environ)
+    for variable, nearest in misspelt_settings(os.environ):
+        common.warn(f"{variable} is not a setting and is ignored; did you mean {nearest}?")
     common.keep_freed_memory_for_reuse()
     common.limit_blas_threads(settings.blas_threads)
     run = Run(settings, os.environ)
     run.say("symrnn train.py settings:", *("  " + line for line in run.settings.describe()))
-    run.say(f"Model file: {run.output_path}")
+    replaces = os.path.exists(run.output_path) and run.output_path != run.settings.resume
+    run.say(f"Model file: {run.output_path}" + (" (replaces the existing file)" if replaces else ""))
     run.load_data()
     run.build_model()
     if run.state is None:

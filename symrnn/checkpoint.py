@@ -24,7 +24,8 @@ Tutorial part 2 RNN file (``layout == "tutorial-rnn"``)
 
 Every file is written atomically: into a temporary file in the target
 directory, flushed and fsynced, then renamed over the target. A failed write
-leaves any previous file untouched. Unlike the original tutorial (whose
+leaves any previous file untouched; a folder, a special file (device, FIFO,
+socket) or a read-only file at the path is never replaced. Unlike the original tutorial (whose
 ``numpy.savez(path)`` silently appended ``.npz`` to names without that suffix),
 the file is written at exactly the path given.
 
@@ -52,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from symrnn.errors import CheckpointError
+from symrnn.paths import replace_problem, temporary_prefix
 
 __all__ = [
     "FORMAT_VERSION",
@@ -187,7 +189,8 @@ def save_checkpoint(
     Raises
     ------
     CheckpointError
-        The directory does not exist, the path is a directory, a name is
+        The directory does not exist, the path is a directory, a special
+        file or a read-only file (see :func:`symrnn.paths.replace_problem`), a name is
         invalid, there are no parameters, a parameter is not float32/float64
         or holds NaN/infinity, a word holds a NUL character, or writing fails.
     TypeError
@@ -405,12 +408,11 @@ def _atomic_savez(path: str, arrays: dict[str, np.ndarray]) -> None:
         raise CheckpointError(
             f"cannot write model file {path!r}: directory {directory!r} does not exist; create it first"
         )
-    if os.path.isdir(path):
-        raise CheckpointError(
-            f"cannot write model file {path!r}: it is a directory; give a file name inside it"
-        )
+    problem = replace_problem(path)
+    if problem:
+        raise CheckpointError(f"cannot write model file {path!r}: {problem}")
     mode = default_file_mode(path)
-    prefix = "." + os.path.basename(path)[:100] + "."
+    prefix = temporary_prefix(path)
     tmp_name = None
     try:
         with tempfile.NamedTemporaryFile(dir=directory, prefix=prefix, suffix=".tmp", delete=False) as tmp:

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import difflib
 import math
+import re
+import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from symrnn.errors import ConfigError
 
-__all__ = ["DEFAULT_INPUT_DATA_FILE", "SETTINGS", "Settings"]
+__all__ = ["DEFAULT_INPUT_DATA_FILE", "SETTINGS", "Settings", "misspelt_settings"]
 
 DEFAULT_INPUT_DATA_FILE = "./data/reddit-comments-2015.csv"
 
@@ -31,6 +34,18 @@ def _non_negative(value):
 
 def _at_least(minimum):
     return lambda value: None if value >= minimum else f"must be at least {minimum}"
+
+
+# float32's smallest normal and largest finite numbers: the step size is cast to float32.
+_FLOAT32_TINY, _FLOAT32_MAX = 1.1754943508222875e-38, 3.4028234663852886e38
+
+
+def _learning_rate(value):
+    if value <= 0:
+        return "must be greater than 0"
+    if not _FLOAT32_TINY <= value <= _FLOAT32_MAX:
+        return "must lie within float32's range (1.2e-38 to 3.4e38), as the step size is a float32"
+    return None
 
 
 def _fraction(value):
@@ -53,12 +68,12 @@ def _setting(default, help: str, check: Callable | None = None, kind: type | Non
 class Settings:
     """All settings of ``scripts/train.py``; field names are the variable names in lower case."""
 
-    learning_rate: float = _setting(0.001, "step size of the optimizer", _positive)
+    learning_rate: float = _setting(0.001, "step size of the optimizer", _learning_rate)
     vocabulary_size: int = _setting(2000, "words kept, including <MASK/> and UNKNOWN_TOKEN", _at_least(4))
     embedding_dim: int = _setting(48, "word vector size (really used, unlike the tutorial)", _positive)
     hidden_dim: int = _setting(128, "state size of each recurrent layer", _positive)
     nepoch: int = _setting(20, "passes over the training sentences", _positive)
-    model_output_file: str = _setting("", "checkpoint path (default GRU-<date>-<vocab>-<emb>-<hidden>.npz)", kind=str)
+    model_output_file: str = _setting("", "checkpoint path (default GRU-<date-time>-<vocab>-<emb>-<hidden>-<random>.npz, a new name for each run; a resumed run writes to its RESUME file)", kind=str)
     input_data_file: str = _setting("", f"corpus: a CSV like the tutorial's, a text file or a folder (default {DEFAULT_INPUT_DATA_FILE}, else the embedded corpus)", kind=str)
     print_every: int = _setting(25000, "examples between progress reports, samples and checkpoints", _positive)
     seed: int = _setting(10, "seed of parameters, shuffling, dropout and sampling", _non_negative)
@@ -134,12 +149,18 @@ class Settings:
             return self.backend
         return "jax" if self.device == "gpu" else "cpu"
 
-    def output_path(self, now: datetime.datetime | None = None) -> str:
-        """MODEL_OUTPUT_FILE, or the tutorial-style default name (with ``.npz``)."""
+    def output_path(self, now: datetime.datetime | None = None, tag: str | None = None) -> str:
+        """MODEL_OUTPUT_FILE, or a new tutorial-style default name (with ``.npz``).
+
+        The default name holds the time to the second and a random `tag` (six
+        hex digits unless given), so runs started in the same second get
+        different files.
+        """
         if self.model_output_file:
             return self.model_output_file
-        stamp = (now or datetime.datetime.now()).strftime("%Y-%m-%d-%H-%M")
-        return f"{self.cell.upper()}-{stamp}-{self.vocabulary_size}-{self.embedding_dim}-{self.hidden_dim}.npz"
+        stamp = (now or datetime.datetime.now()).strftime("%Y-%m-%d-%H-%M-%S")
+        tag = secrets.token_hex(3) if tag is None else tag
+        return f"{self.cell.upper()}-{stamp}-{self.vocabulary_size}-{self.embedding_dim}-{self.hidden_dim}-{tag}.npz"
 
     def token_cache_dir(self, home: str) -> str | None:
         """Where tokenised corpora are cached (None when CACHE_DIR=off)."""
@@ -171,6 +192,32 @@ class Settings:
 
 #: The fields, for documentation.
 SETTINGS = [f.name.upper() for f in dataclasses.fields(Settings)]
+
+
+def misspelt_settings(environ: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Variables that look like a mistyped setting: ``[(variable, nearest setting), ...]``.
+
+    Settings are read by exact name, so ``HIDDEN_DIMS=64`` or ``hidden_dim=64``
+    would otherwise be ignored without a word. A variable counts when it is a
+    setting's name in another case, or an upper-case name close to one
+    (:func:`difflib.get_close_matches`, cutoff 0.85: close enough for one
+    dropped, added or swapped letter, far enough for PATH, HOME,
+    OMP_NUM_THREADS, XDG_CACHE_DIR and the like).
+    """
+    found = []
+    for variable in sorted(environ):
+        if variable in SETTINGS:
+            continue
+        if variable.upper() in SETTINGS:
+            found.append((variable, variable.upper()))
+        elif _UPPER_NAME.fullmatch(variable):
+            nearest = difflib.get_close_matches(variable, SETTINGS, n=1, cutoff=0.85)
+            if nearest:
+                found.append((variable, nearest[0]))
+    return found
+
+
+_UPPER_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 
 
 def _convert(variable: str, raw: str, kind: type):

@@ -7,7 +7,7 @@ import datetime
 
 import pytest
 
-from symrnn.config import SETTINGS, Settings
+from symrnn.config import SETTINGS, Settings, misspelt_settings
 from symrnn.errors import ConfigError
 
 TUTORIAL_DEFAULTS = {
@@ -24,7 +24,7 @@ NOT_FINITE = ["nan", "inf", "-inf", "NaN", "Infinity"]
 
 #: Out-of-range values of every numeric setting (besides non-numbers and non-finite values).
 OUT_OF_RANGE = {
-    "LEARNING_RATE": ["0", "-1", "-0.001"],
+    "LEARNING_RATE": ["0", "-1", "-0.001", "1e39", "3.5e38", "1e-39"],
     "VOCABULARY_SIZE": ["3", "0", "-2000"],
     "EMBEDDING_DIM": ["0", "-48"],
     "HIDDEN_DIM": ["0", "-1"],
@@ -50,7 +50,7 @@ OUT_OF_RANGE = {
 
 #: Boundary values that are allowed.
 ACCEPTED = {
-    "LEARNING_RATE": ["1e-3", " 0.5 ", "2"],
+    "LEARNING_RATE": ["1e-3", " 0.5 ", "2", "3.4e38", "1.2e-38"],
     "VOCABULARY_SIZE": ["4", "8000"],
     "SEED": ["0"],
     "DECAY": ["0", "0.99"],
@@ -192,11 +192,32 @@ def test_settings_built_directly_are_checked_too():
         Settings().replace(dropout=1.0)
 
 
-def test_the_default_model_file_name_follows_the_tutorials_pattern():
+def test_the_default_model_file_name_follows_the_tutorials_pattern_to_the_second_with_a_tag():
     settings = Settings.from_environ({"VOCABULARY_SIZE": "8000", "EMBEDDING_DIM": "32", "HIDDEN_DIM": "64"})
-    name = settings.output_path(datetime.datetime(2015, 10, 9, 8, 7))
-    assert name.startswith("GRU-2015-10-09-08-07-8000-32-64.")
+    name = settings.output_path(datetime.datetime(2015, 10, 9, 8, 7, 6), tag="abc123")
+    assert name == "GRU-2015-10-09-08-07-06-8000-32-64-abc123.npz"
     assert Settings.from_environ({"MODEL_OUTPUT_FILE": "x.dat"}).output_path() == "x.dat"
+
+
+def test_default_model_names_of_runs_started_in_the_same_second_differ():
+    now = datetime.datetime(2015, 10, 9, 8, 7, 6)
+    names = {Settings().output_path(now) for _ in range(50)}
+    assert len(names) == 50
+
+
+@pytest.mark.parametrize("variable, nearest", [
+    ("HIDDEN_DIMS", "HIDDEN_DIM"), ("LEARNIG_RATE", "LEARNING_RATE"), ("NEPOCHS", "NEPOCH"), ("BATCHSIZE", "BATCH_SIZE"),
+    ("hidden_dim", "HIDDEN_DIM"), ("Learning_Rate", "LEARNING_RATE"),
+])
+def test_a_mistyped_setting_is_found_with_its_nearest_name(variable, nearest):
+    assert misspelt_settings({variable: "3", "HIDDEN_DIM": "4"}) == [(variable, nearest)]
+
+
+def test_ordinary_environment_variables_and_real_settings_are_not_taken_for_typos():
+    ordinary = ["PATH", "HOME", "TERM", "SHELL", "LANG", "PWD", "PYTHONPATH", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS", "XDG_CACHE_HOME", "XDG_CACHE_DIR", "CUDA_VISIBLE_DEVICES",
+                "JAX_PLATFORMS", "PYTENSOR_FLAGS", "PYTHONUNBUFFERED", "lower_case_thing"]
+    assert misspelt_settings({name: "1" for name in ordinary + SETTINGS}) == []
 
 
 def test_settings_describe_and_help_name_every_variable():
