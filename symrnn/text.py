@@ -30,11 +30,11 @@ classic FreeBSD fortune files shipped by the PyPI package
 package, ``min_sent_characters=0``, word tokens:
 
 * 14,739 documents (one per fortune entry),
-* 36,605 sentences,
-* 587,419 tokens including the two markers per sentence (514,209 words
+* 36,180 sentences,
+* 586,081 tokens including the two markers per sentence (513,721 words
   without them),
-* 31,967 distinct tokens (markers included),
-* roughly 12-14 s to read and tokenise on one CPU core (the tokenised corpus
+* 31,978 distinct tokens (markers included),
+* roughly 8-14 s to read and tokenise on one CPU core (the tokenised corpus
   is cached in the process, so later calls of :func:`load_corpus` with the
   default corpus only rebuild the vocabulary and encode: under 1 s).
 
