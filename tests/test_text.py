@@ -130,6 +130,51 @@ def test_vocabulary_always_keeps_the_sentence_markers():
     assert vocab.index_to_word == [MASK_TOKEN, UNKNOWN_TOKEN, S, E, "z", "y", "x"]
 
 
+def tie_sentences():
+    """Sentences full of count ties, words first seen out of alphabetical order."""
+    rng = np.random.default_rng(7)
+    words = ["kiwi", "apple", "zebra", "mango", "banana", "yak", "cherry", "x-ray", "date", "fig", "elk", "grape"]
+    counts = [5, 5, 5, 3, 3, 3, 3, 2, 2, 2, 1, 1]
+    bag = [w for w, n in zip(words, counts) for _ in range(n)]
+    order = rng.permutation(len(bag))
+    tokens = [bag[i] for i in order]
+    return [[S, *tokens[i:i + 4], E] for i in range(0, len(tokens), 4)]
+
+
+def original_vocabulary(tokenized_sentences, vocabulary_size):
+    """The original part-4 ``load_data``'s vocabulary steps, with nltk.FreqDist."""
+    word_freq = nltk.FreqDist(itertools.chain(*tokenized_sentences))
+    vocab = sorted(word_freq.items(), key=lambda x: (x[1], x[0]), reverse=True)[: vocabulary_size - 2]
+    sorted_vocab = sorted(vocab, key=operator.itemgetter(1))
+    index_to_word = [MASK_TOKEN, UNKNOWN_TOKEN] + [x[0] for x in sorted_vocab]
+    return index_to_word, len(word_freq.items()), vocab[-1]
+
+
+@pytest.mark.parametrize("size", [6, 9, 11, 14, 16])
+def test_vocabulary_equals_the_originals_steps_on_a_corpus_full_of_ties(size):
+    sentences = tie_sentences()
+    expected, _, _ = original_vocabulary(sentences, size)
+    assert Vocabulary.build(sentences, size).index_to_word == expected
+
+
+def test_the_tie_corpus_tells_the_originals_ordering_from_most_common_order():
+    # An older version of the original used FreqDist.most_common, which breaks
+    # ties by first appearance; the tie corpus gives another order with it.
+    sentences = tie_sentences()
+    most_common = nltk.FreqDist(itertools.chain(*sentences)).most_common(14 - 2)
+    by_count = [MASK_TOKEN, UNKNOWN_TOKEN] + [w for w, _ in sorted(most_common, key=operator.itemgetter(1))]
+    assert by_count != original_vocabulary(sentences, 14)[0]
+
+
+@pytest.mark.parametrize("size", [6, 9, 14, 40])
+def test_count_tokens_and_least_frequent_word_are_the_originals_printed_figures(size):
+    sentences = tie_sentences()
+    _, unique, least = original_vocabulary(sentences, size)
+    counts = text.count_tokens(sentences)
+    assert len(counts) == unique
+    assert text.least_frequent_word(counts, Vocabulary.build(sentences, size)) == least
+
+
 @pytest.mark.parametrize("size", [3, 0, -5, 2.5, "2000", None, True])
 def test_vocabulary_rejects_a_size_that_cannot_hold_the_reserved_tokens(size):
     with pytest.raises(DataError, match="vocabulary_size"):
