@@ -1,4 +1,16 @@
 from setuptools import setup
+from setuptools.command.build_py import build_py
+
+
+class BuildPyWithoutBenchmark(build_py):
+    """Installs the scripts' modules (for the console commands) but not the benchmark's entry
+    point: the benchmark runs from a checkout (``python scripts/benchmark.py``, package
+    ``benchmarks/``), never from an installed symrnn."""
+
+    def find_package_modules(self, package, package_dir):
+        modules = super().find_package_modules(package, package_dir)
+        return [m for m in modules if (m[0], m[1]) != ("symrnn_scripts", "benchmark")]
+
 
 setup(
     name="symrnn",
@@ -10,6 +22,7 @@ setup(
     python_requires=">=3.10",
     packages=["symrnn", "models", "symrnn_scripts"],
     package_dir={"symrnn_scripts": "scripts"},
+    cmdclass={"build_py": BuildPyWithoutBenchmark},
     install_requires=[
         "pytensor>=3.0,<4",
         "numpy>=1.26",

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scripts.benchmark import MAX_LENGTH, MIN_LENGTH, WORD_DIM, make_sentences
+from benchmarks.workload import MAX_LENGTH, MIN_LENGTH, WORD_DIM, make_sentences
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "benchmark.py"
 

@@ -1,0 +1,263 @@
+"""The benchmark's parent process: data, the worker children, machine facts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.workload import (
+    BUCKET_WIDTH, DTYPE, EMBEDDING_DIM, HIDDEN_DIM, LOSS_CHECK_RTOL, N_SENTENCES, NUM_LAYERS, PLANS, WORD_DIM,
+    build_batches, make_sentences,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "benchmark.py"
+
+def _loadavg():
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # pragma: no cover
+        return None
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:  # pragma: no cover
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _gpu_name():
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _version(package):
+    try:
+        from importlib.metadata import version
+
+        return version(package)
+    except Exception:
+        return None
+
+
+class Runner:
+    """Starts worker children and collects their JSON."""
+
+    def __init__(self, options, tmp: Path, data_path: Path, values_path: Path, plan: dict):
+        self.options, self.tmp, self.plan = options, tmp, plan
+        self.base = {
+            "data": str(data_path), "values": str(values_path), "plan": plan, "seed": options.seed,
+            "backend": options.backend, "implementation": options.implementation, "device": options.device,
+        }
+        self.failures = []
+        self.log = []
+
+    def env(self, compiledir=None):
+        env = dict(os.environ)
+        # Both sides' children get the allocator setting symrnn's scripts use
+        # (scripts/common.py keep_freed_memory_for_reuse): glibc keeps large
+        # freed blocks instead of unmapping them, so per-step arrays are reused.
+        env.setdefault("MALLOC_MMAP_THRESHOLD_", str(1 << 30))
+        env.setdefault("MALLOC_TRIM_THRESHOLD_", str((1 << 31) - 1))
+        if self.options.threads:
+            n = str(self.options.threads)
+            env.update(OMP_NUM_THREADS=n, OPENBLAS_NUM_THREADS=n, MKL_NUM_THREADS=n, NUMBA_NUM_THREADS=n,
+                       SYMRNN_BENCH_THREADS=n)
+        if self.options.backend == "jax":
+            # True float32 products on both sides (PyTorch's TF32 is off by
+            # default), and JAX allocating what it uses, so peak memory means
+            # the same on both sides.
+            env.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
+            env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        if compiledir is not None:
+            flags = env.get("PYTENSOR_FLAGS", "")
+            env["PYTENSOR_FLAGS"] = (flags + "," if flags else "") + f"compiledir={compiledir}"
+            env["NUMBA_CACHE_DIR"] = str(Path(compiledir) / "numba")
+        return env
+
+    def __call__(self, name, label, compiledir=None, **extra):
+        args = dict(self.base, **extra)
+        load = _loadavg()
+        _progress(f"  {label} ... (load {load[0] if load else '?'})")
+        start = time.time()
+        proc = subprocess.run(
+            [sys.executable, str(SCRIPT), "--worker", name, "--worker-args", json.dumps(args)],
+            capture_output=True, text=True, env=self.env(compiledir), cwd=str(ROOT),
+        )
+        wall = time.time() - start
+        result = None
+        if proc.returncode == 0:
+            try:
+                result = json.loads(proc.stdout.strip().splitlines()[-1])
+            except (ValueError, IndexError):
+                result = None
+        if result is None:
+            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+            self.failures.append(f"{label}: exit status {proc.returncode}\n{tail}")
+            _progress(f"    FAILED ({label}), exit status {proc.returncode}:\n{tail}")
+        else:
+            result["_wall_s"] = wall
+            result["_start_time"] = start
+            result["_load"] = load
+            _progress(f"    done in {wall:.1f} s")
+        self.log.append({"label": label, "wall_s": round(wall, 2), "load_before": load})
+        return result
+
+
+def _progress(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def _get(result, key):
+    return None if result is None else result.get(key)
+
+
+def collect(options) -> tuple[dict, int]:
+    """Run every measurement; return the report dict and the exit status."""
+    script_start = time.perf_counter()
+    plan = PLANS["quick" if options.quick else "full"]
+    report = {
+        "machine": {
+            "cpu": _cpu_model(), "cores": os.cpu_count(), "load_start": _loadavg(),
+            "python": platform.python_version(), "pytensor": _version("pytensor"), "numpy": np.__version__,
+            "torch": _version("torch"), "jax": _version("jax") if options.backend == "jax" else None,
+            "gpu": _gpu_name() if options.device == "gpu" else None,
+        },
+        "config": {
+            "word_dim": WORD_DIM, "embedding_dim": EMBEDDING_DIM, "hidden_dim": HIDDEN_DIM,
+            "num_layers": NUM_LAYERS, "gate": "hard_sigmoid", "dtype": DTYPE, "optimizer": "rmsprop",
+            "backend": options.backend, "implementation": options.implementation, "device": options.device,
+            "seed": options.seed, "bucket_width": BUCKET_WIDTH if options.backend == "jax" else None,
+            "quick": bool(options.quick), "threads": options.threads or "default", "plan": plan,
+        },
+    }
+    torch_note = None
+    with_torch = not options.skip_torch
+    if with_torch and importlib.util.find_spec("torch") is None:
+        with_torch = False
+        torch_note = "PyTorch is not installed (ImportError); running symrnn only. Install it with: pip install .[bench]"
+        _progress(torch_note)
+    elif not with_torch:
+        torch_note = "PyTorch side skipped (--skip-torch)"
+
+    with tempfile.TemporaryDirectory(prefix="symrnn-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        _progress("building sentences, batches and initial values")
+        sentences = make_sentences(N_SENTENCES, options.seed)
+        lengths = np.array([len(s) for s in sentences])
+        bucket_width = BUCKET_WIDTH if options.backend == "jax" else None
+        arrays = build_batches(sentences, options.seed, plan, bucket_width)
+        data_path = tmp / "batches.npz"
+        np.savez(data_path, **arrays)
+        from models.language_model import RNNLanguageModel  # initial values only; no compilation here
+
+        initial = RNNLanguageModel(WORD_DIM, EMBEDDING_DIM, HIDDEN_DIM, num_layers=NUM_LAYERS, dtype=DTYPE,
+                                   seed=options.seed).get_values()
+        values_path = tmp / "values.npz"
+        np.savez(values_path, **{k.replace("/", "__"): v for k, v in initial.items()})
+        report["data"] = {
+            "sentences": len(sentences), "mean_length": float(lengths.mean()),
+            "min_length": int(lengths.min()), "max_length": int(lengths.max()),
+            "batch64_shapes": [list(arrays[f"b64_{i}_x"].shape) for i in range(plan["train64_warmup"] + plan["train64_steps"])],
+        }
+        run = Runner(options, tmp, data_path, values_path, plan)
+        sides = ["symrnn"] + (["pytorch"] if with_torch else [])
+
+        _progress("checking that both sides compute the same loss")
+        check = run("check", "loss check", skip_torch=not with_torch)
+        if check and check.get("torch_import_error"):
+            torch_note = f"PyTorch could not be imported ({check['torch_import_error']}); running symrnn only"
+            _progress(torch_note)
+            with_torch, sides = False, ["symrnn"]
+        report["loss_check"] = check
+
+        _progress("machine matrix-product rate")
+        matmul = run("matmul", "CUDA float32 matmul 8192^3" if options.device == "gpu" else "numpy float32 matmul 2048^3")
+
+        results = {s: {} for s in sides}
+        # Sides alternate measurement by measurement, so that a change in the
+        # machine's load during the run affects both alike.
+        for part, worker, label, extra in (
+            ("train1", "train", "train batch 1", {"batch": 1}),
+            ("train64", "train", "train batch 64", {"batch": 64}),
+            ("generate", "generate", "generation", {}),
+            ("output_layer", "output_layer", "output layer", {}),
+        ):
+            _progress(label)
+            for side in sides:
+                results[side][part] = run(worker, f"{side} {label}", side=side, **extra)
+        _progress("cold and warm start")
+        for side in sides:
+            (tmp / f"compiledir-{side}").mkdir()
+        for kind in ("cold", "warm"):
+            for side in sides:
+                compiledir = tmp / f"compiledir-{side}" if side == "symrnn" else None
+                r = run("start", f"{side} {kind} start", compiledir=compiledir, side=side)
+                results[side][f"start_{kind}"] = None if r is None else r["end_time"] - r["_start_time"]
+        report["machine"]["load_end"] = _loadavg()
+        loads = [r["load_before"][0] for r in run.log if r["load_before"]]
+        report["machine"]["load_1min_range"] = [min(loads), max(loads)] if loads else None
+        report["machine"]["numpy_sgemm_gflops"] = _get(matmul, "gflops")
+        report["machine"]["openblas_threads"] = _get(matmul, "openblas_threads")
+        report["threads"] = {
+            side: {k: v for k, v in (results[side]["train64"] or {}).items() if "thread" in k} for side in sides
+        }
+
+        machine_rate = _get(matmul, "gflops")
+
+        def fig(side, part, key):
+            if side not in results:
+                return None
+            return _get(results[side].get(part), key)
+
+        metrics = {}
+
+        def metric(name, unit, better, get):
+            s, p = get("symrnn"), get("pytorch")
+            ratio = None
+            if s and p:
+                ratio = s / p if better == "higher" else p / s
+            metrics[name] = {"symrnn": s, "pytorch": p, "ratio": ratio, "unit": unit, "better": better}
+
+        metric("train_tokens_per_s_b1", "tokens/s", "higher", lambda s: fig(s, "train1", "tokens_per_s"))
+        metric("train_tokens_per_s_b64", "tokens/s", "higher", lambda s: fig(s, "train64", "tokens_per_s"))
+        metric("generate_sentences_per_s_b1", "sentences/s", "higher", lambda s: fig(s, "generate", "sentences_per_s_b1"))
+        metric("generate_sentences_per_s_b64", "sentences/s", "higher", lambda s: fig(s, "generate", "sentences_per_s_b64"))
+        metric("cold_start_s", "s", "lower", lambda s: results.get(s, {}).get("start_cold"))
+        metric("warm_start_s", "s", "lower", lambda s: results.get(s, {}).get("start_warm"))
+        metric("peak_memory_mib_train_b64", "MiB", "lower", lambda s: fig(s, "train64", "peak_rss_mib"))
+        if options.device == "gpu":
+            metric("peak_gpu_memory_mib_train_b64", "MiB", "lower", lambda s: fig(s, "train64", "gpu_peak_mib"))
+        metric("output_layer_gflops", "GFLOP/s", "higher", lambda s: fig(s, "output_layer", "gflops"))
+        metric("output_layer_fraction_of_numpy_sgemm", "fraction", "higher",
+               lambda s: (fig(s, "output_layer", "gflops") / machine_rate)
+               if fig(s, "output_layer", "gflops") and machine_rate else None)
+        report["metrics"] = metrics
+        report["details"] = results
+        report["runs"] = run.log
+        report["torch_note"] = torch_note
+        failures = list(run.failures)
+        if check and with_torch and check.get("passed") is False:
+            failures.append(f"loss check failed: max relative difference {check['max_rel_diff']:.2e} > {LOSS_CHECK_RTOL}")
+    report["failures"] = failures
+    report["script_seconds"] = time.perf_counter() - script_start
+    return report, (1 if failures else 0)
