@@ -18,7 +18,7 @@ from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-__all__ = ["Batch", "pad_batch", "bucket_length", "iterate_minibatches", "count_tokens", "split_train_validation"]
+__all__ = ["Batch", "pad_batch", "bucket_length", "iterate_minibatches", "split_train_validation"]
 
 
 class Batch(NamedTuple):
@@ -211,20 +211,6 @@ def _generate(X, Y, lengths, batches, bucket_width) -> Iterator[Batch]:
         x, mask = pad_batch([X[i] for i in indices], T, dtype=np.int32)
         y, _ = pad_batch([Y[i] for i in indices], T, dtype=np.int32)
         yield Batch(x, y, mask, indices)
-
-
-def count_tokens(mask) -> int:
-    """Number of real (unpadded) tokens in a mask.
-
-    Parameters
-    ----------
-    mask : array_like of float, shape (T, B)
-
-    Returns
-    -------
-    int
-    """
-    return int(np.count_nonzero(np.asarray(mask)))
 
 
 def split_train_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

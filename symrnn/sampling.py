@@ -14,26 +14,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["GenerationResult", "generate", "probabilities", "sample_tokens"]
-
-
-def probabilities(logits: np.ndarray, temperature: float) -> np.ndarray:
-    """Softmax of ``logits / temperature`` in float64.
-
-    Parameters
-    ----------
-    logits : ndarray (B, V)
-    temperature : float > 0
-
-    Returns
-    -------
-    ndarray (B, V), rows summing to 1
-    """
-    scaled = np.asarray(logits, dtype=np.float64) / temperature
-    scaled -= scaled.max(axis=1, keepdims=True)
-    np.exp(scaled, out=scaled)
-    scaled /= scaled.sum(axis=1, keepdims=True)
-    return scaled
+__all__ = ["GenerationResult", "generate", "sample_tokens"]
 
 
 def sample_tokens(logits: np.ndarray, rng: np.random.Generator, temperature: float = 1.0) -> np.ndarray:

@@ -213,7 +213,6 @@ def train(
         state = TrainingState(learning_rate=float(learning_rate))
     rng = np.random.default_rng(seed)
     started = time.perf_counter()
-    float_type = None
     last_loss, last_tokens = math.nan, 0
 
     def emit(kind: str):
@@ -232,8 +231,6 @@ def train(
         for index, batch in enumerate(batches):
             if index < state.position:
                 continue
-            if float_type is None:
-                float_type = batch.mask.dtype.type
             loss_sum, n_tokens, _, applied = step(batch.x, batch.y, batch.mask, np.float32(state.learning_rate))
             last_tokens = int(n_tokens)
             state.position = index + 1

@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from symrnn import sampling
-from symrnn.sampling import generate, probabilities, sample_tokens
+from symrnn.sampling import generate, sample_tokens
 from tests import numpy_reference as ref
 
 MASK, UNK, START, END = 0, 1, 2, 3
@@ -250,14 +250,6 @@ def test_sample_tokens_picks_what_float64_inverse_cdf_sampling_picks_with_the_sa
 def test_sample_tokens_at_temperature_0_is_the_argmax_of_each_row():
     logits = np.random.default_rng(12).normal(size=(50, 7))
     np.testing.assert_array_equal(sample_tokens(logits, np.random.default_rng(0), 0), np.argmax(logits, axis=1))
-
-
-def test_probabilities_are_the_softmax_of_scaled_logits():
-    logits = np.random.default_rng(13).normal(size=(4, 9)) * 5
-    for temperature in (0.3, 1.0, 3.0):
-        got = probabilities(logits, temperature)
-        np.testing.assert_allclose(got, ref.softmax(logits / temperature), rtol=1e-12)
-        np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-12)
 
 
 # --------------------------------------------------------------------------
