@@ -42,9 +42,8 @@ def write_loss_curve(path: str, history: Sequence[Sequence], title: str = "") ->
         The path is a folder, a special or read-only file, or writing fails
         (any previous image is unchanged).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
+    # A Figure of its own (no pyplot) draws through Agg for PNG without
+    # matplotlib.use, which would change the backend for the whole process.
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(6.4, 4.0), dpi=100)
