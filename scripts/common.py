@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -15,7 +14,7 @@ if str(_ROOT) not in sys.path and (_ROOT / "symrnn").is_dir():
 
 from symrnn.checkpoint import load_checkpoint  # noqa: E402
 from symrnn.errors import SymrnnError  # noqa: E402
-from symrnn.text import Vocabulary, load_corpus  # noqa: E402
+from symrnn.text import DEFAULT_MAX_DATA_BYTES, Vocabulary, load_corpus  # noqa: E402
 
 EXIT_BAD_INPUT = 2
 
@@ -109,12 +108,13 @@ def open_model(args):
     return load_model(args.model_file, data=args.data, vocabulary_size=args.vocabulary_size)
 
 
-def load_model(path: str, data: str | None = None, vocabulary_size: int | None = None, **model_options):
+def load_model(path: str, data: str | None = None, vocabulary_size: int | None = None,
+               max_data_bytes: int | None = DEFAULT_MAX_DATA_BYTES, **model_options):
     """A model file and its vocabulary.
 
     Files of the original tutorial carry no vocabulary: it is rebuilt from
-    ``data`` (the corpus the model was trained on) with ``vocabulary_size``
-    words (default: the model's word count).
+    ``data`` (the corpus the model was trained on, at most ``max_data_bytes``)
+    with ``vocabulary_size`` words (default: the model's word count).
 
     Returns
     -------
@@ -134,7 +134,8 @@ def load_model(path: str, data: str | None = None, vocabulary_size: int | None =
                 f"{path} holds no vocabulary (the original tutorial's layout): pass --data FILE "
                 "(the corpus it was trained on) and --vocabulary-size N"
             )
-        vocabulary = load_corpus(data, vocabulary_size=vocabulary_size or model.word_dim).vocabulary
+        vocabulary = load_corpus(data, vocabulary_size=vocabulary_size or model.word_dim,
+                                 max_data_bytes=max_data_bytes).vocabulary
     if len(vocabulary) != model.word_dim:
         raise SymrnnError(
             f"{path}: the model has {model.word_dim} words but the vocabulary has {len(vocabulary)}; "

@@ -23,9 +23,9 @@ except ImportError:  # run as a file: python scripts/evaluate.py
 import numpy as np
 
 from symrnn.batching import split_train_validation
-from symrnn.config import DEFAULT_INPUT_DATA_FILE
+from symrnn.config import DEFAULT_INPUT_DATA_FILE, Settings
 from symrnn.errors import ConfigError
-from symrnn.text import load_corpus, sentences_to_pairs
+from symrnn.text import load_corpus, sentences_to_pairs, unknown_share, unknown_share_warning
 from symrnn.training import evaluate
 
 
@@ -33,9 +33,14 @@ def parse_arguments(argv):
     parser = argparse.ArgumentParser(prog="evaluate.py", description=__doc__.split("\n\n")[0])
     common.add_model_arguments(parser, "corpus to evaluate on (CSV, text file or folder)")
     parser.add_argument("--batch-size", type=int, default=64, help="sentences per evaluation batch (default 64)")
+    default_max_mb = Settings.__dataclass_fields__["max_data_mb"].default
+    parser.add_argument("--max-data-mb", type=int, default=default_max_mb,
+                        help=f"largest data read, in MiB (default {default_max_mb}, as train.py's MAX_DATA_MB)")
     args = parser.parse_args(argv)
     if args.batch_size <= 0:
         raise ConfigError("--batch-size must be greater than 0")
+    if args.max_data_mb <= 0:
+        raise ConfigError("--max-data-mb must be greater than 0")
     return args
 
 
@@ -50,9 +55,12 @@ def main(argv=None) -> int:
         held_out_only = float(settings.get("validation_fraction", 0.0)) > 0
     corpus = load_corpus(
         data, vocabulary_size=max(len(vocabulary), 4), min_sent_characters=int(settings.get("min_sent_characters", 0)),
-        tokens=settings.get("tokens", "word"),
+        tokens=settings.get("tokens", "word"), max_data_bytes=args.max_data_mb * 2**20,
     )
     sentences = corpus.sentences
+    share = unknown_share(sentences, vocabulary)
+    if unknown_share_warning(share):
+        print(unknown_share_warning(share), file=sys.stderr)
     X, Y = sentences_to_pairs(sentences, vocabulary)
     if held_out_only:
         max_sentences = int(settings.get("max_sentences", 0))
@@ -64,6 +72,7 @@ def main(argv=None) -> int:
     loss = total / max(count, 1)
     what = "validation sentences" if held_out_only else "sentences"
     print(f"{len(X)} {what}, {count} tokens from {corpus.source}")
+    print(f"tokens not in the model's vocabulary (UNKNOWN_TOKEN): {share:.1%}")
     print(f"per-word loss: {loss:.6f}")
     print(f"perplexity: {np.exp(loss):.3f}")
     return 0

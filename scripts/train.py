@@ -10,7 +10,6 @@ symrnn's own; ``--help`` lists them all.
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime
 import json
 import os
@@ -33,13 +32,15 @@ from symrnn.errors import CheckpointError, ConfigError
 from symrnn.paths import check_output_path
 from symrnn.plotting import plot_available, write_loss_curve
 from symrnn.sampling import generate
-from symrnn.text import DEFAULT_CORPUS_NAME, Vocabulary, load_corpus, sentences_to_pairs
+from symrnn.memory import available_memory_bytes, format_bytes, training_memory_bytes
+from symrnn.text import (DEFAULT_CORPUS_NAME, Vocabulary, load_corpus, sentences_to_pairs,
+                         unknown_share, unknown_share_warning)
 from symrnn.training import Diverged, TrainingState, anneal_learning_rate, evaluate, train
 
 # Settings a resumed run may change; every other one comes from the checkpoint.
 RESUME_OVERRIDABLE = (
     "nepoch", "print_every", "model_output_file", "resume", "num_samples", "temperature", "backend", "device", "cache_dir",
-    "input_data_file", "time_limit", "blas_threads",
+    "input_data_file", "time_limit", "blas_threads", "max_data_mb",
 )
 EVALUATION_SENTENCES = 10000  # the tutorial's loss report uses the first 10,000 training sentences
 
@@ -184,7 +185,7 @@ class Run:
         self.say(reading_line(path))
         corpus = load_corpus(
             path, vocabulary_size=s.vocabulary_size, min_sent_characters=s.min_sent_characters, tokens=s.tokens,
-            cache_dir=s.token_cache_dir(str(Path.home())),
+            cache_dir=s.token_cache_dir(str(Path.home())), max_data_bytes=s.max_data_mb * 2**20,
         )
         sentences = corpus.sentences[: s.max_sentences] if s.max_sentences else corpus.sentences
         if self.checkpoint is not None and self.checkpoint.vocabulary is not None:
@@ -194,6 +195,11 @@ class Run:
         else:
             self.vocabulary = corpus.vocabulary
         X, Y = sentences_to_pairs(sentences, self.vocabulary)
+        if self.checkpoint is not None:  # the resumed vocabulary may not fit this corpus
+            share = unknown_share(sentences, self.vocabulary)
+            self.say(f"Tokens not in the model's vocabulary (UNKNOWN_TOKEN): {share:.1%}")
+            if unknown_share_warning(share):
+                print(unknown_share_warning(share), file=sys.stderr)
         train_idx, valid_idx = split_train_validation(len(X), s.validation_fraction, s.seed)
         self.X_train, self.Y_train = [X[i] for i in train_idx], [Y[i] for i in train_idx]
         self.X_valid, self.Y_valid = [X[i] for i in valid_idx], [Y[i] for i in valid_idx]
@@ -431,6 +437,35 @@ class Run:
         self.state = report.state
 
 
+def memory_settings(settings: Settings, vocabulary_size: int, max_length: int) -> str:
+    """The settings that size the model's memory, for messages."""
+    return (f"VOCABULARY_SIZE={settings.vocabulary_size} ({vocabulary_size} words), EMBEDDING_DIM={settings.embedding_dim}, "
+            f"HIDDEN_DIM={settings.hidden_dim}, NUM_LAYERS={settings.num_layers}, BATCH_SIZE={settings.batch_size}, "
+            f"longest sentence {max_length} tokens")
+
+
+def build_within_memory(run: Run) -> None:
+    """Build the model and time a step, refusing settings whose memory the machine does not have (one line, exit 2)."""
+    from symrnn.batching import bucket_length
+
+    s = run.settings
+    max_length = bucket_length(max(len(x) for x in run.X_train + run.X_valid), run.bucket_width)
+    needed = training_memory_bytes(len(run.vocabulary), s.embedding_dim, s.hidden_dim, s.num_layers, s.cell, s.batch_size,
+                                   max_length, optimizer=s.optimizer, dtype=s.floatx)
+    available = available_memory_bytes()
+    what = memory_settings(s, len(run.vocabulary), max_length)
+    if available is not None and needed > available:
+        raise ConfigError(f"these settings need at least {format_bytes(needed)} of memory but {format_bytes(available)} "
+                          f"are available ({what}): lower them")
+    try:
+        run.build_model()
+        if run.state is None:
+            run.state = TrainingState(learning_rate=s.learning_rate)
+        run.time_one_step()
+    except MemoryError:
+        raise ConfigError(f"out of memory building the model ({what}): lower these settings") from None
+
+
 def main(argv=None) -> int:
     parse_arguments(sys.argv[1:] if argv is None else argv)
     common.setup_logging()
@@ -444,10 +479,7 @@ def main(argv=None) -> int:
     replaces = os.path.exists(run.output_path) and run.output_path != run.settings.resume
     run.say(f"Model file: {run.output_path}" + (" (replaces the existing file)" if replaces else ""))
     run.load_data()
-    run.build_model()
-    if run.state is None:
-        run.state = TrainingState(learning_rate=run.settings.learning_rate)
-    run.time_one_step()
+    build_within_memory(run)
     return run.train()
 
 

@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from symrnn.errors import CheckpointError
+from symrnn.files import NotARegularFileError, open_regular_file
 from symrnn.paths import replace_problem, temporary_prefix
 
 __all__ = [
@@ -474,15 +475,19 @@ def load_checkpoint(
     Raises
     ------
     CheckpointError
-        The file is missing, a directory, empty, not an ``.npz`` archive (a
-        single ``.npy`` array, a pickle, anything else), truncated or corrupt,
+        The file is missing, a directory, not a regular file (a named pipe,
+        a device, a socket: refused without blocking), empty, not an ``.npz``
+        archive (a single ``.npy`` array, a pickle, anything else), truncated
+        or corrupt, declares members that would inflate beyond any model file
+        (a decompression bomb; checked before inflating, as are the arrays'
+        declared sizes and, with `expected_shapes`, shapes),
         holds pickled objects, has an unknown layout or an unsupported format
         version, has invalid settings or vocabulary, has a parameter that is
         not float32/float64 or not finite, has inconsistent tutorial shapes,
         or does not match `expected_shapes` / `expected_dtype`.
     """
     path_str = os.fspath(path)
-    members = _read_members(path_str)
+    members = _read_members(path_str, expected_shapes)
     keys = set(members)
     if _FORMAT_KEY in keys:
         checkpoint = _interpret_symrnn(path_str, members)
@@ -531,17 +536,18 @@ def _corrupt(path: str, detail: str) -> CheckpointError:
     )
 
 
-def _npy_header(member: Any) -> tuple[int, int | None, bool] | None:
+def _npy_header(member: Any) -> tuple[int, int | None, bool, tuple | None] | None:
     """Read a .npy member's header.
 
     Returns
     -------
     tuple or None
-        ``(header_length, data_bytes, holds_objects)``: the header's length in
-        bytes (magic included), the number of data bytes it describes (None
-        when the header version cannot be parsed here or the array holds
-        pickled objects) and whether its dtype holds Python objects; or None
-        when the member is not a .npy array at all.
+        ``(header_length, data_bytes, holds_objects, shape)``: the header's
+        length in bytes (magic included), the number of data bytes it
+        describes (None when the header version cannot be parsed here or the
+        array holds pickled objects), whether its dtype holds Python objects
+        and the shape it declares (None where ``data_bytes`` is); or None when
+        the member is not a .npy array at all.
     """
     start = member.read(12)
     if len(start) < 10 or not start.startswith(_NPY_MAGIC):
@@ -554,7 +560,7 @@ def _npy_header(member: Any) -> tuple[int, int | None, bool] | None:
     else:
         return None
     if major not in (1, 2):
-        return length, None, False
+        return length, None, False, None
     member.seek(0)
     version = np.lib.format.read_magic(member)
     if version == (1, 0):
@@ -562,24 +568,95 @@ def _npy_header(member: Any) -> tuple[int, int | None, bool] | None:
     else:
         shape, _, dtype = np.lib.format.read_array_header_2_0(member)
     if dtype.hasobject:
-        return length, None, True
-    return length, math.prod(int(n) for n in shape) * dtype.itemsize, False
+        return length, None, True, None
+    return length, math.prod(int(n) for n in shape) * dtype.itemsize, False, tuple(int(n) for n in shape)
 
 
-def _read_members(path: str) -> dict[str, np.ndarray]:
-    """Read every member of an .npz archive fully, turning every failure
-    into a CheckpointError."""
+# A deflated member may inflate to at most this many times its compressed
+# size (deflate reaches about 1000 on zeros; float parameters compress barely
+# at all), beyond a small allowance; the whole archive likewise. symrnn and
+# numpy.savez store members uncompressed, so this only limits
+# numpy.savez_compressed files, and stops decompression bombs.
+_MAX_COMPRESSION_RATIO = 200
+_INFLATE_ALLOWANCE = 64 * 2**20
+
+
+def _check_declared_sizes(path: str, infos: list, archive_size: int) -> None:
+    """Refuse members whose declared sizes are impossible or a decompression bomb,
+    before anything is inflated."""
+    total = 0
+    for info in infos:
+        total += info.file_size
+        if info.compress_type == zipfile.ZIP_STORED:
+            if info.file_size != info.compress_size:
+                raise _corrupt(path, f"stored member {info.filename!r} declares {info.file_size} bytes but holds "
+                               f"{info.compress_size}")
+        elif info.file_size > max(_INFLATE_ALLOWANCE, _MAX_COMPRESSION_RATIO * info.compress_size):
+            raise _bomb(path, f"member {info.filename!r} would inflate from {info.compress_size} to {info.file_size} bytes")
+    if total > max(_INFLATE_ALLOWANCE, _MAX_COMPRESSION_RATIO * archive_size):
+        raise _bomb(path, f"its members would inflate to {total} bytes from a file of {archive_size}")
+
+
+def _bomb(path: str, detail: str) -> CheckpointError:
+    return CheckpointError(
+        f"model file {path!r} is refused: {detail}, more than any model file compresses (a damaged file or a "
+        "decompression bomb); use a file written by symrnn or numpy.savez"
+    )
+
+
+def _check_declared_shape(path: str, name: str, shape: tuple, expected_shapes) -> None:
+    """Compare a parameter member's declared shape with the one expected, before inflating it."""
+    if expected_shapes is None:
+        return
+    param = name[len(_PARAM_PREFIX):] if name.startswith(_PARAM_PREFIX) else name
+    if param in expected_shapes and shape != tuple(int(n) for n in expected_shapes[param]):
+        raise CheckpointError(
+            f"model file {path!r}: parameter {param!r} has shape {shape} but "
+            f"{tuple(int(n) for n in expected_shapes[param])} was expected; the file was saved with different model "
+            "sizes: check the settings (word_dim, hidden_dim, ...)"
+        )
+
+
+def _open_model_file(path: str):
+    """Open a model file that is a regular file (never blocking on a pipe or reading a device)."""
     if not os.path.exists(path):
         raise CheckpointError(f"model file {path!r} does not exist; check the path")
     if os.path.isdir(path):
         raise CheckpointError(f"model file {path!r} is a directory, not a file; give the path of the model file")
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(8)
+        return open_regular_file(path)
+    except NotARegularFileError as exc:
+        raise CheckpointError(
+            f"model file {path!r} is {exc.kind}, not a regular file; give the path of a model file (.npz)"
+        ) from None
     except OSError as exc:
         raise CheckpointError(
             f"cannot read model file {path!r}: {exc.strerror or exc}; check that it is readable"
         ) from exc
+
+
+def _read_members(path: str, expected_shapes: Mapping[str, tuple[int, ...]] | None = None) -> dict[str, np.ndarray]:
+    """Read every member of an .npz archive fully, turning every failure
+    into a CheckpointError.
+
+    Declared sizes (:func:`_check_declared_sizes`) and each member's .npy
+    header (its size, dtype and, where ``expected_shapes`` names it, shape)
+    are checked before the member is inflated.
+    """
+    with _open_model_file(path) as handle:
+        try:
+            head = handle.read(8)
+            archive_size = os.fstat(handle.fileno()).st_size
+            handle.seek(0)
+        except OSError as exc:
+            raise CheckpointError(
+                f"cannot read model file {path!r}: {exc.strerror or exc}; check that it is readable"
+            ) from exc
+        _check_magic(path, head)
+        return _read_npz(path, handle, archive_size, expected_shapes)
+
+
+def _check_magic(path: str, head: bytes) -> None:
     if not head:
         raise CheckpointError(
             f"model file {path!r} is empty (0 bytes), probably from an interrupted write; "
@@ -601,12 +678,15 @@ def _read_members(path: str) -> dict[str, np.ndarray]:
             "give a file written by symrnn or the tutorial's numpy.savez"
         )
 
+
+def _read_npz(path: str, handle, archive_size: int, expected_shapes) -> dict[str, np.ndarray]:
     members: dict[str, np.ndarray] = {}
     current = None
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with np.load(handle, allow_pickle=False) as npz:
             if not isinstance(npz, np.lib.npyio.NpzFile):  # pragma: no cover - excluded by magic check
                 raise CheckpointError(f"model file {path!r} is not a model file (.npz archive)")
+            _check_declared_sizes(path, npz.zip.infolist(), archive_size)
             bad = npz.zip.testzip()
             if bad is not None:
                 raise _corrupt(path, f"member {bad!r} fails its checksum")
@@ -622,13 +702,15 @@ def _read_members(path: str) -> dict[str, np.ndarray]:
                         f"model file {path!r} is not a model file: member {name!r} is not a numpy array; "
                         "give a file written by symrnn or numpy.savez"
                     )
-                header_length, data_bytes, holds_objects = header
+                header_length, data_bytes, holds_objects, shape = header
                 if holds_objects:
                     raise _pickled(path, name)
                 if data_bytes is not None and header_length + data_bytes != info.file_size:
                     # Checked before numpy allocates the array the header describes.
                     raise _corrupt(path, f"member {name!r} is {info.file_size} bytes but its header describes "
                                    f"{header_length + data_bytes}")
+                if shape is not None:
+                    _check_declared_shape(path, name, shape, expected_shapes)
                 value = npz[name]
                 if not isinstance(value, np.ndarray):  # pragma: no cover - excluded by header check
                     raise _corrupt(path, f"member {name!r} is not a numpy array")

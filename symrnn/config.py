@@ -102,6 +102,7 @@ class Settings:
     time_limit: float = _setting(0.0, "stop training after this many seconds, saving the model (0: no limit)", _non_negative)
     resume: str = _setting("", "checkpoint to resume from", kind=str)
     cache_dir: str = _setting("", "folder for tokenised corpora, so a second start skips tokenising (default ~/.cache/symrnn; off: no cache)", kind=str)
+    max_data_mb: int = _setting(2048, "largest data read, in MiB (a folder's files together); raise it for a larger corpus", _positive)
 
     # ------------------------------------------------------------------
     @classmethod

@@ -140,30 +140,42 @@ def recurrent_layer(
 
     if truncate_gradient == -1:
         return _scan(cell, projected, mask, list(initial_states), W_h, gate)
-    # Truncated BPTT with scan's meaning (gradient flows back through the last
-    # ``truncate_gradient`` steps only): run the earlier steps with their
-    # gradient cut, then the last steps from there. (PyTensor's own
-    # ``truncate_gradient`` returns sequence gradients of the wrong length.)
-    split = pt.maximum(projected.shape[0] - truncate_gradient, 0)
-    early = [zero_grad(s) for s in _scan(cell, projected[:split], mask[:split], list(initial_states), W_h, gate)]
-    starts = [pt.concatenate([init[None], seq], axis=0)[-1] for init, seq in zip(initial_states, early)]
-    late = _scan(cell, projected[split:], mask[split:], starts, W_h, gate)
-    return tuple(pt.concatenate([e, l], axis=0) for e, l in zip(early, late))
+    # Truncated BPTT with scan's meaning: the gradient flows back through the
+    # last ``truncate_gradient`` steps only, so the earlier steps (their
+    # outputs, and the state entering the window) pass no gradient. One scan
+    # whose gradient is cut where the window starts, rather than two scans
+    # split there: a batch of ``truncate_gradient`` steps or fewer would give
+    # an empty scan, which PyTensor's gradient cannot handle (and PyTensor's
+    # own ``truncate_gradient`` returns sequence gradients of the wrong length).
+    steps = pt.arange(projected.shape[0])
+    window_start = projected.shape[0] - truncate_gradient  # <= 0: the whole sequence is in the window
+    cut = pt.and_(pt.eq(steps, window_start), pt.gt(steps, 0))  # the initial states are inside a full window
+    states = _scan(cell, projected, mask, list(initial_states), W_h, gate, cut=cut)
+    before_window = pt.lt(steps, window_start)[:, None, None]
+    return tuple(pt.switch(before_window, zero_grad(s), s) for s in states)
 
 
-def _scan(cell: Cell, projected, mask, initial_states: list, W_h, gate: str) -> tuple:
-    """``scan`` of a masked cell step over time (full backpropagation)."""
+def _scan(cell: Cell, projected, mask, initial_states: list, W_h, gate: str, cut=None) -> tuple:
+    """``scan`` of a masked cell step over time.
+
+    ``cut`` (T,) bool, optional: at the steps where it is true the gradient
+    does not flow back into the incoming states (full backpropagation without it).
+    """
     n_states = cell.states
     gate_fn = GATES[gate]
 
     def step(projected_t, mask_t, *rest):
+        if cut is not None:
+            cut_t, rest = rest[0], rest[1:]
         states, (weights,) = rest[:n_states], rest[n_states:]
+        if cut is not None:
+            states = tuple(pt.switch(cut_t, zero_grad(s), s) for s in states)
         new = _as_tuple(cell.step(projected_t, *states, weights, gate=gate_fn))
         return [masked_update(mask_t, n, o) for n, o in zip(new, states)]
 
     outputs = pytensor.scan(
         step,
-        sequences=[projected, mask],
+        sequences=[projected, mask] + ([] if cut is None else [cut]),
         outputs_info=initial_states,
         non_sequences=[W_h],
         strict=True,

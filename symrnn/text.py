@@ -52,7 +52,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -61,6 +60,7 @@ import nltk
 import numpy as np
 
 from symrnn.errors import DataError
+from symrnn.files import FileTooLargeError, NotARegularFileError, atomic_write, read_regular_file
 
 __all__ = [
     "SENTENCE_START",
@@ -80,6 +80,10 @@ __all__ = [
     "sentences_to_pairs",
     "count_tokens",
     "least_frequent_word",
+    "unknown_share",
+    "unknown_share_warning",
+    "UNKNOWN_SHARE_WARNING",
+    "DEFAULT_MAX_DATA_BYTES",
     "Corpus",
     "load_corpus",
 ]
@@ -99,6 +103,10 @@ _FORTUNE_DIR_PARTS = ("share", "games", "fortune")
 
 _TOKEN_KINDS = ("word", "char")
 
+#: Data files larger than this are refused unless a larger limit is given
+#: (``MAX_DATA_MB`` in train.py).
+DEFAULT_MAX_DATA_BYTES = 2048 * 2**20
+
 
 # ---------------------------------------------------------------------------
 # Reading files
@@ -109,15 +117,18 @@ class _NoTextError(DataError):
     """A readable file that holds no usable text (used to skip such files)."""
 
 
-def _read_text_file(path: Path, kind: str) -> str:
+def _read_text_file(path: Path, kind: str, max_bytes: int | None = None) -> str:
     """Read a whole file as UTF-8 text, raising DataError on bad input.
 
     Parameters
     ----------
     path : Path
-        The file to read.
+        The file to read: a regular file (a named pipe, a device such as
+        ``/dev/zero`` or a socket is refused before anything is read).
     kind : str
         What the file should be ("CSV file", "text file"), for messages.
+    max_bytes : int or None, optional
+        Refuse files larger than this (None: no limit).
 
     Returns
     -------
@@ -129,7 +140,14 @@ def _read_text_file(path: Path, kind: str) -> str:
     if path.is_dir():
         raise DataError(f"data file {path} is a directory, not a {kind}: give the path to a file")
     try:
-        raw = path.read_bytes()
+        raw = read_regular_file(path, max_bytes)
+    except NotARegularFileError as exc:
+        raise DataError(f"data file {path} is {exc.kind}, not a regular file: give the path to a {kind}") from None
+    except FileTooLargeError as exc:
+        raise DataError(
+            f"data file {path} ({exc.size / 2**20:.1f} MB) takes the data read over the limit of"
+            f" {exc.limit / 2**20:g} MB: raise MAX_DATA_MB (train.py) or --max-data-mb, or give less data"
+        ) from None
     except OSError as exc:
         raise DataError(
             f"cannot read data file {path} ({exc.strerror or exc}): check its permissions"
@@ -152,17 +170,20 @@ def _read_text_file(path: Path, kind: str) -> str:
     return text
 
 
-def read_csv_bodies(path: str | os.PathLike) -> list[str]:
+def read_csv_bodies(path: str | os.PathLike, max_bytes: int | None = DEFAULT_MAX_DATA_BYTES) -> list[str]:
     """Read the comment bodies of a CSV file (column 0, header row skipped).
 
     The file is parsed with ``csv.reader(f, skipinitialspace=True)`` as in the
     tutorial, so quoted fields may hold commas and line breaks. Rows whose
-    body is empty (or blank lines) are skipped.
+    body is empty (or blank lines) are skipped. A field may be as long as the
+    file (the csv module's own limit of 128 KiB per field does not apply).
 
     Parameters
     ----------
     path : str or os.PathLike
         A UTF-8 CSV file whose first row is a header.
+    max_bytes : int or None, optional
+        Refuse files larger than this (default 2048 MiB; None: no limit).
 
     Returns
     -------
@@ -172,11 +193,12 @@ def read_csv_bodies(path: str | os.PathLike) -> list[str]:
     Raises
     ------
     DataError
-        If the file is missing, a directory, empty, binary, not UTF-8,
-        malformed CSV, holds only a header, or has no non-empty body.
+        If the file is missing, not a regular file, larger than
+        ``max_bytes``, empty, binary, not UTF-8, malformed CSV, holds only a
+        header, or has no non-empty body.
     """
     path = Path(path)
-    text = _read_text_file(path, "CSV file")
+    text = _read_text_file(path, "CSV file", max_bytes)
     rows = _parse_csv(text, path)
     rows = rows[1:]  # the header
     rows = [row for row in rows if row]  # blank lines
@@ -199,6 +221,12 @@ def _parse_csv(text: str, path: Path) -> list[list[str]]:
     The tutorial's lenient (non-strict) dialect is used, but a quoted field
     left open at the end of the file (which the lenient reader silently
     accepts, swallowing the rest of the file) is reported as malformed.
+
+    The csv module refuses fields over ``csv.field_size_limit()`` (128 KiB by
+    default), and that limit is process-wide state with no per-reader
+    equivalent: it is raised to the length of this text (already bounded by
+    the data size limit) only while this text is parsed, and put back in a
+    ``finally``, so no other reader in the process sees a changed limit.
     """
 
     def parse(strict: bool) -> list[list[str]]:
@@ -210,20 +238,25 @@ def _parse_csv(text: str, path: Path) -> list[list[str]]:
         except csv.Error as exc:
             raise _CsvError(str(exc), reader.line_num) from None
 
+    previous_limit = csv.field_size_limit()
+    csv.field_size_limit(max(previous_limit, len(text) + 1))
     try:
-        return parse(strict=True)
-    except _CsvError as exc:
-        if "unexpected end of data" in exc.message:
+        try:
+            return parse(strict=True)
+        except _CsvError as exc:
+            if "unexpected end of data" in exc.message:
+                raise DataError(
+                    f"CSV file {path} is malformed (a quoted field is never closed before"
+                    f" the end of the file at line {exc.line_num}): fix the quoting"
+                ) from None
+        try:
+            return parse(strict=False)
+        except _CsvError as exc:
             raise DataError(
-                f"CSV file {path} is malformed (a quoted field is never closed before"
-                f" the end of the file at line {exc.line_num}): fix the quoting"
+                f"CSV file {path} is malformed (line {exc.line_num}: {exc.message}): fix the file"
             ) from None
-    try:
-        return parse(strict=False)
-    except _CsvError as exc:
-        raise DataError(
-            f"CSV file {path} is malformed (line {exc.line_num}: {exc.message}): fix the file"
-        ) from None
+    finally:
+        csv.field_size_limit(previous_limit)
 
 
 class _CsvError(Exception):
@@ -233,13 +266,15 @@ class _CsvError(Exception):
         self.line_num = line_num
 
 
-def read_text_documents(path: str | os.PathLike) -> list[str]:
+def read_text_documents(path: str | os.PathLike, max_bytes: int | None = DEFAULT_MAX_DATA_BYTES) -> list[str]:
     """Read a plain text file in which each non-empty line is one document.
 
     Parameters
     ----------
     path : str or os.PathLike
         A UTF-8 text file.
+    max_bytes : int or None, optional
+        Refuse files larger than this (default 2048 MiB; None: no limit).
 
     Returns
     -------
@@ -249,11 +284,11 @@ def read_text_documents(path: str | os.PathLike) -> list[str]:
     Raises
     ------
     DataError
-        If the file is missing, a directory, empty or whitespace only,
-        binary, or not UTF-8.
+        If the file is missing, not a regular file, larger than
+        ``max_bytes``, empty or whitespace only, binary, or not UTF-8.
     """
     path = Path(path)
-    text = _read_text_file(path, "text file")
+    text = _read_text_file(path, "text file", max_bytes)
     documents = [line.strip() for line in text.splitlines()]
     documents = [doc for doc in documents if doc]
     if not documents:  # pragma: no cover - caught by the whitespace check above
@@ -263,16 +298,20 @@ def read_text_documents(path: str | os.PathLike) -> list[str]:
     return documents
 
 
-def read_documents(path: str | os.PathLike) -> list[str]:
+def read_documents(path: str | os.PathLike, max_bytes: int | None = DEFAULT_MAX_DATA_BYTES) -> list[str]:
     """Read documents from a CSV file, a text file or a folder of them.
 
     Parameters
     ----------
     path : str or os.PathLike
         A ``.csv`` file (any letter case; read with :func:`read_csv_bodies`),
-        a folder (every ``*.txt`` and ``*.csv`` file directly inside it, in
-        sorted name order; files without text are skipped with a warning), or
-        any other file (read with :func:`read_text_documents`).
+        a folder (every ``*.txt`` and ``*.csv`` regular file directly inside
+        it, in sorted name order; files without text are skipped with a
+        warning), or any other regular file (read with
+        :func:`read_text_documents`).
+    max_bytes : int or None, optional
+        Refuse more data than this, a folder's files together (default
+        2048 MiB; None: no limit).
 
     Returns
     -------
@@ -282,8 +321,8 @@ def read_documents(path: str | os.PathLike) -> list[str]:
     Raises
     ------
     DataError
-        If the path is missing, a file is unreadable, or a folder holds no
-        text file with text.
+        If the path is missing, a file is unreadable, not a regular file or
+        over the size limit, or a folder holds no text file with text.
     """
     path = Path(path)
     if not path.exists():
@@ -294,24 +333,27 @@ def read_documents(path: str | os.PathLike) -> list[str]:
             if p.is_file() and p.suffix.lower() in (".txt", ".csv")
         )
         documents: list[str] = []
+        remaining = max_bytes
         for file in files:
             try:
-                documents.extend(_read_one(file))
+                documents.extend(_read_one(file, remaining))
             except _NoTextError as exc:
                 logger.warning("skipping %s: %s", file, exc)
+            if remaining is not None:
+                remaining = max(remaining - file.stat().st_size, 0)
         if not documents:
             raise DataError(
                 f"data folder {path} holds no .txt or .csv file with text:"
                 f" add data files or give the path to one"
             )
         return documents
-    return _read_one(path)
+    return _read_one(path, max_bytes)
 
 
-def _read_one(path: Path) -> list[str]:
+def _read_one(path: Path, max_bytes: int | None) -> list[str]:
     if path.suffix.lower() == ".csv":
-        return read_csv_bodies(path)
-    return read_text_documents(path)
+        return read_csv_bodies(path, max_bytes)
+    return read_text_documents(path, max_bytes)
 
 
 # ---------------------------------------------------------------------------
@@ -905,6 +947,50 @@ def sentences_to_pairs(
     return X, Y
 
 
+#: Above this share of unknown tokens the scripts warn that the corpus is
+#: probably not the one the model was trained on.
+UNKNOWN_SHARE_WARNING = 0.05
+
+
+def unknown_share(tokenized_sentences: Iterable[Sequence[str]], vocabulary: Vocabulary) -> float:
+    """Share of the tokens that encoding maps to ``UNKNOWN_TOKEN``.
+
+    The sentence markers are not counted (every vocabulary holds them, so
+    they would only dilute the share); a token spelled ``UNKNOWN_TOKEN``
+    counts as unknown, as encoding maps it there too.
+
+    Parameters
+    ----------
+    tokenized_sentences : iterable of sequence of str
+        Sentences as token lists, markers included.
+    vocabulary : Vocabulary
+
+    Returns
+    -------
+    float
+        In [0, 1]; 0 when there are no tokens besides the markers.
+    """
+    known = vocabulary.word_to_index
+    total = unknown = 0
+    for sentence in tokenized_sentences:
+        for token in sentence:
+            if token in (SENTENCE_START, SENTENCE_END):
+                continue
+            total += 1
+            unknown += token not in known or token == UNKNOWN_TOKEN
+    return unknown / total if total else 0.0
+
+
+def unknown_share_warning(share: float) -> str | None:
+    """The scripts' warning line for an unknown-token share above :data:`UNKNOWN_SHARE_WARNING`, else None."""
+    if share <= UNKNOWN_SHARE_WARNING:
+        return None
+    return (
+        f"warning: {share:.1%} of the tokens are not in the model's vocabulary (UNKNOWN_TOKEN): is this the corpus"
+        " the model was trained on? (check --data, INPUT_DATA_FILE, TOKENS and the model file)"
+    )
+
+
 # ---------------------------------------------------------------------------
 # Whole pipeline
 # ---------------------------------------------------------------------------
@@ -957,34 +1043,107 @@ def _tokenize(documents: list[str], min_chars: int, tokens: str) -> list[list[st
     return tokenize_documents(documents, min_chars)
 
 
+def _symrnn_version() -> str:
+    try:
+        return importlib.metadata.version("symrnn")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _token_cache_key(documents: list[str], min_chars: int, tokens: str) -> str:
+    """Hash of everything the tokenised sentences depend on (hex, 64 digits)."""
+    digest = hashlib.sha256()
+    for part in (_CACHE_FORMAT, _symrnn_version(), nltk.__version__, tokens, str(min_chars), *documents):
+        digest.update(part.encode("utf-8"))
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _read_token_cache(cache_path: Path, key: str) -> list[list[str]] | None:
+    """The sentences of a cache file, or None (logging why) when it is absent or unusable.
+
+    The file is one JSON header line (format, the full key, the number of
+    sentences and the SHA-256 of the rest), then the sentences as JSON; a
+    file whose key, checksum or sentences do not check out is ignored, so it
+    can never stand in for the corpus or turn into advice about the data.
+    """
+    try:
+        raw = read_regular_file(cache_path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        logger.warning("ignoring the token cache %s (%s): tokenising again", cache_path, exc.strerror or exc)
+        return None
+    sentences, problem = _parse_token_cache(raw, key)
+    if problem:
+        logger.warning("ignoring the token cache %s (%s): tokenising again and rewriting it", cache_path, problem)
+    return sentences
+
+
+def _parse_token_cache(raw: bytes, key: str) -> tuple[list[list[str]] | None, str | None]:
+    header_line, newline, payload = raw.partition(b"\n")
+    try:
+        header = json.loads(header_line)
+    except ValueError:
+        return None, "its header is not JSON: the file is damaged"
+    if not newline or not isinstance(header, dict) or header.get("format") != _CACHE_FORMAT:
+        return None, f"not a {_CACHE_FORMAT} file"
+    if header.get("key") != key:
+        return None, "it belongs to other documents, settings or versions"
+    if header.get("sha256") != hashlib.sha256(payload).hexdigest():
+        return None, "its checksum does not match: the file is damaged"
+    try:
+        sentences = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None, "its sentences are not JSON: the file is damaged"
+    well_formed = (
+        isinstance(sentences, list)
+        and len(sentences) == header.get("sentences")
+        and all(
+            isinstance(s, list) and len(s) >= 2 and s[0] == SENTENCE_START and s[-1] == SENTENCE_END
+            and all(isinstance(token, str) for token in s)
+            for s in sentences
+        )
+    )
+    if not well_formed:
+        return None, "its sentences are not marked token lists"
+    return sentences, None
+
+
+def _write_token_cache(cache_path: Path, key: str, sentences: list[list[str]]) -> None:
+    """Write the cache file atomically; a failure only logs a warning (nothing is left behind)."""
+    payload = json.dumps(sentences).encode("utf-8")
+    header = {"format": _CACHE_FORMAT, "key": key, "sentences": len(sentences), "sha256": hashlib.sha256(payload).hexdigest()}
+
+    def write(handle) -> None:
+        handle.write(json.dumps(header).encode("utf-8") + b"\n")
+        handle.write(payload)
+
+    try:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(cache_path, write)
+    except OSError as exc:
+        logger.warning("could not write the token cache %s (%s): the next start tokenises again",
+                       cache_path, exc.strerror or exc)
+
+
 def _tokenize_cached(documents: list[str], min_chars: int, tokens: str, cache_dir) -> list[list[str]]:
     """Tokenise, reusing (and filling) a cache file when ``cache_dir`` is given.
 
-    A damaged or unreadable cache file is ignored and rewritten; the cache is
-    written atomically, so an interrupted write never leaves a partial file.
+    The cache file is keyed by a hash of the documents, the tokenising
+    options and the symrnn and nltk versions, and checked against its stored
+    key and checksum when read; an unusable file is ignored with a warning
+    and rewritten. It is written atomically (:func:`symrnn.files.atomic_write`).
     """
     if cache_dir is None:
         return _tokenize(documents, min_chars, tokens)
-    digest = hashlib.sha256()
-    for part in (_CACHE_FORMAT, nltk.__version__, tokens, str(min_chars), *documents):
-        digest.update(part.encode("utf-8"))
-        digest.update(b"\0")
-    cache_path = Path(cache_dir) / f"tokens-{digest.hexdigest()[:32]}.json"
-    try:
-        with open(cache_path, encoding="utf-8") as handle:
-            cached = json.load(handle)
-        if isinstance(cached, list) and all(isinstance(s, list) for s in cached):
-            return cached
-    except (OSError, ValueError):
-        pass
+    key = _token_cache_key(documents, min_chars, tokens)
+    cache_path = Path(cache_dir) / f"tokens-{key[:32]}.json"
+    cached = _read_token_cache(cache_path, key)
+    if cached is not None:
+        return cached
     sentences = _tokenize(documents, min_chars, tokens)
-    try:
-        Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=cache_dir, suffix=".tmp", delete=False, encoding="utf-8") as handle:
-            json.dump(sentences, handle)
-        os.replace(handle.name, cache_path)
-    except OSError as exc:
-        logger.warning("could not write the token cache %s: %s", cache_path, exc)
+    _write_token_cache(cache_path, key, sentences)
     return sentences
 
 
@@ -994,6 +1153,7 @@ def load_corpus(
     min_sent_characters: int = 0,
     tokens: str = "word",
     cache_dir: str | os.PathLike | None = None,
+    max_data_bytes: int | None = DEFAULT_MAX_DATA_BYTES,
 ) -> Corpus:
     """Read, tokenise and encode a corpus (the tutorial's ``load_data``).
 
@@ -1013,6 +1173,9 @@ def load_corpus(
         Folder in which tokenised sentences are kept, keyed by a hash of the
         documents and the tokenising options, so a second start skips
         tokenising (NLTK takes about 10 s on the default corpus).
+    max_data_bytes : int or None, optional
+        Refuse data files larger than this, a folder's files together
+        (default 2048 MiB; None: no limit).
 
     Returns
     -------
@@ -1036,7 +1199,7 @@ def load_corpus(
             sentences = _tokenize_cached(list(_default_documents_cached()), min_chars, tokens, cache_dir)
     else:
         source = os.fspath(path)
-        documents = read_documents(path)
+        documents = read_documents(path, max_data_bytes)
         sentences = _tokenize_cached(documents, min_chars, tokens, cache_dir)
     if not sentences:
         raise DataError(

@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

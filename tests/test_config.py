@@ -46,6 +46,7 @@ OUT_OF_RANGE = {
     "BUCKET_WIDTH": ["-1"],
     "TIME_LIMIT": ["-1", "-0.5"],
     "BLAS_THREADS": ["-1", "-2"],
+    "MAX_DATA_MB": ["0", "-1"],
 }
 
 #: Boundary values that are allowed.
@@ -63,6 +64,7 @@ ACCEPTED = {
     "MAX_SENTENCES": ["0", "200"],
     "TIME_LIMIT": ["0", "90.5"],
     "BLAS_THREADS": ["0", "1", "16"],
+    "MAX_DATA_MB": ["1", "4096"],
 }
 
 CHOICES = {
