@@ -41,9 +41,7 @@ import logging
 import math
 import os
 import re
-import stat
 import struct
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -53,13 +51,11 @@ from typing import Any
 import numpy as np
 
 from symrnn.errors import CheckpointError
-from symrnn.files import NotARegularFileError, open_regular_file
-from symrnn.paths import replace_problem, temporary_prefix
+from symrnn.files import NotARegularFileError, ReplaceRefusedError, atomic_write, open_regular_file
 
 __all__ = [
     "FORMAT_VERSION",
     "Checkpoint",
-    "default_file_mode",
     "load_checkpoint",
     "read_settings_only",
     "save_checkpoint",
@@ -363,81 +359,24 @@ def _settings_json(settings: Mapping[str, Any] | None) -> str:
     return json.dumps(plain, allow_nan=False, ensure_ascii=False)
 
 
-def default_file_mode(path: str) -> int:
-    """Permission bits the written file gets: those of the file it replaces,
-    else the usual ones for a new file (0o666 less the umask)."""
-    try:
-        return stat.S_IMODE(os.stat(path).st_mode)
-    except OSError:
-        pass
-    umask = None
-    try:
-        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    umask = int(line.split()[1], 8)
-                    break
-    except (OSError, ValueError, IndexError):
-        umask = None
-    if umask is None:
-        umask = os.umask(0o022)
-        os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _fsync_directory(directory: str) -> None:
-    """Make a rename in `directory` durable (POSIX only; best effort)."""
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError as exc:
-        logger.debug("cannot open directory %s to fsync it: %s", directory, exc)
-        return
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        logger.debug("cannot fsync directory %s: %s", directory, exc)
-    finally:
-        os.close(fd)
-
-
 def _atomic_savez(path: str, arrays: dict[str, np.ndarray]) -> None:
-    """Write `arrays` as an .npz archive at exactly `path`, atomically."""
+    """Write `arrays` as an .npz archive at exactly `path`, atomically (:func:`symrnn.files.atomic_write`)."""
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise CheckpointError(
             f"cannot write model file {path!r}: directory {directory!r} does not exist; create it first"
         )
-    problem = replace_problem(path)
-    if problem:
-        raise CheckpointError(f"cannot write model file {path!r}: {problem}")
-    mode = default_file_mode(path)
-    prefix = temporary_prefix(path)
-    tmp_name = None
     try:
-        with tempfile.NamedTemporaryFile(dir=directory, prefix=prefix, suffix=".tmp", delete=False) as tmp:
-            tmp_name = tmp.name
-            # Writing to the open file object: numpy never renames it.
-            np.savez(tmp, allow_pickle=False, **arrays)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.chmod(tmp_name, mode)
-        os.replace(tmp_name, path)
-        tmp_name = None
+        # Writing to the open file object: numpy never renames it.
+        atomic_write(path, lambda handle: np.savez(handle, allow_pickle=False, **arrays))
+    except ReplaceRefusedError as exc:
+        raise CheckpointError(f"cannot write model file {path!r}: {exc.strerror}") from None
     except OSError as exc:
         reason = exc.strerror or str(exc) or type(exc).__name__
         raise CheckpointError(
             f"cannot write model file {path!r}: {reason}; check free disk space and permissions "
             "(any previous file there is unchanged)"
         ) from exc
-    finally:
-        if tmp_name is not None:
-            try:
-                os.unlink(tmp_name)
-            except OSError as exc:  # pragma: no cover - best effort cleanup
-                logger.warning("could not remove temporary file %s: %s", tmp_name, exc)
-    _fsync_directory(directory)
 
 
 # --------------------------------------------------------------------------

@@ -15,15 +15,19 @@ Both errors are ``OSError`` subclasses; callers turn them into their own
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import stat
 import tempfile
 from typing import BinaryIO, Callable
 
+from symrnn.paths import replace_problem, temporary_prefix
+
 __all__ = [
     "FileTooLargeError",
     "NotARegularFileError",
+    "ReplaceRefusedError",
     "atomic_write",
     "new_file_mode",
     "open_regular_file",
@@ -46,6 +50,10 @@ class NotARegularFileError(OSError):
         super().__init__(f"{path} is {kind}, not a regular file")
         self.filename = path
         self.kind = kind
+
+
+class ReplaceRefusedError(OSError):
+    """A writer refused to replace what is at the path (a folder, a special or read-only file)."""
 
 
 class FileTooLargeError(OSError):
@@ -215,14 +223,20 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
 
     Raises
     ------
+    ReplaceRefusedError
+        ``path`` is a folder, a special file or a read-only file
+        (:func:`symrnn.paths.replace_problem`); its ``strerror`` says which.
     OSError
-        The folder is missing or not writable, the disk is full, ``path`` is
-        a directory, ...; whatever ``write`` raises is raised unchanged.
+        The folder is missing or not writable, the disk is full, ...;
+        whatever ``write`` raises is raised unchanged.
     """
     target = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(target))
+    problem = replace_problem(target)
+    if problem:
+        raise ReplaceRefusedError(errno.EEXIST, problem, target)
     mode = new_file_mode(target)
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(target)[:100] + ".", suffix=".tmp")
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=temporary_prefix(target), suffix=".tmp")
     try:
         with open(fd, "wb") as handle:
             write(handle)

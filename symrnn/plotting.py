@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Sequence
 
-from symrnn.checkpoint import default_file_mode
 from symrnn.errors import SymrnnError
-from symrnn.paths import replace_problem, temporary_prefix
+from symrnn.files import ReplaceRefusedError, atomic_write
 
 __all__ = ["plot_available", "write_loss_curve"]
 
@@ -59,23 +56,10 @@ def write_loss_curve(path: str, history: Sequence[Sequence], title: str = "") ->
     axes.grid(True, alpha=0.3)
     axes.legend()
     figure.tight_layout()
-    problem = replace_problem(path)
-    if problem:
-        raise SymrnnError(f"cannot write loss curve {path!r}: {problem}")
-    directory = os.path.dirname(os.path.abspath(path))
-    mode = default_file_mode(path)
     try:
-        handle = tempfile.NamedTemporaryFile(dir=directory, prefix=temporary_prefix(path), suffix=".tmp", delete=False)
-        try:
-            with handle:
-                figure.savefig(handle, format="png")
-            # The temporary file is private (0600); the curve gets a new file's usual bits.
-            os.chmod(handle.name, mode)
-            os.replace(handle.name, path)
-        except BaseException:
-            if os.path.exists(handle.name):
-                os.unlink(handle.name)
-            raise
+        atomic_write(path, lambda handle: figure.savefig(handle, format="png"))
+    except ReplaceRefusedError as exc:
+        raise SymrnnError(f"cannot write loss curve {path!r}: {exc.strerror}") from None
     except OSError as exc:
         raise SymrnnError(f"cannot write loss curve {path!r}: {exc.strerror or exc}") from exc
     return path
