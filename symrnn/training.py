@@ -52,7 +52,7 @@ class TrainingState:
     learning_rate : float
         Current (possibly annealed) learning rate.
     shuffle_state : dict or None
-        The shuffling generator's state at the start of the current epoch.
+        The shuffling generator's state at the start of the current epoch (None: seeded anew).
     skipped_steps : int
         Steps skipped for a non-finite loss or gradient.
     consecutive_faults : int
@@ -221,7 +221,7 @@ def train(
             callback(report)
 
     while state.epoch < epochs:
-        if state.position == 0 or state.shuffle_state is None:
+        if state.shuffle_state is None:
             state.shuffle_state = copy.deepcopy(rng.bit_generator.state)
         else:
             rng.bit_generator.state = copy.deepcopy(state.shuffle_state)
@@ -256,6 +256,8 @@ def train(
                 return state, False
         state.epoch += 1
         state.position = 0
-        state.shuffle_state = None
+        # Where the next epoch's shuffle starts: a run resumed from a checkpoint
+        # saved at an epoch's end then draws the order an uninterrupted run would.
+        state.shuffle_state = copy.deepcopy(rng.bit_generator.state)
         emit("epoch")
     return state, True

@@ -156,3 +156,27 @@ def test_training_state_survives_a_json_round_trip():
     rng = np.random.default_rng(0)
     state.shuffle_state = rng.bit_generator.state
     assert TrainingState.from_json(state.to_json()) == state
+
+
+def _recording_step(seen):
+    def step(ids, targets, mask, learning_rate):
+        seen.append(ids[0].tolist())
+        return np.float32(1.0), np.float32(mask.sum()), np.float32(1.0), np.int8(1)
+
+    return step
+
+
+def test_a_run_resumed_at_an_epochs_end_visits_the_batches_an_uninterrupted_run_would():
+    X = [np.array([i + 1, 0, 0][: 1 + i % 3], dtype=np.int32) for i in range(12)]
+    Y = [x.copy() for x in X]
+    straight = []
+    train(_recording_step(straight), X, Y, epochs=3, batch_size=2, report_every=100, seed=4)
+    first, then = [], []
+    state, completed = train(_recording_step(first), X, Y, epochs=1, batch_size=2, report_every=100, seed=4)
+    assert completed and state.epoch == 1 and state.position == 0
+    resumed = TrainingState.from_json(state.to_json())
+    train(_recording_step(then), X, Y, epochs=3, batch_size=2, report_every=100, seed=4, state=resumed)
+    assert first + then == straight
+    # The epochs really differ in order, so the comparison above is not trivially true.
+    per_epoch = len(straight) // 3
+    assert straight[:per_epoch] != straight[per_epoch : 2 * per_epoch]
