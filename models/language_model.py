@@ -27,10 +27,18 @@ name                  shape            initial values
 ====================  ===============  ==========================================
 
 with k = 3 gate blocks for the GRU, 4 for the LSTM, 1 for the vanilla RNN.
+
+The model owns all training state: the parameters, one optimizer state per
+update rule (created on first need and shared by every compiled function, so
+the per-shape functions of the JAX backend update the same RMSprop caches or
+Adam moments) and the dropout generator. :meth:`RNNLanguageModel.state` and
+:meth:`RNNLanguageModel.load_state` read and set all of it; compiled functions
+only read and update it.
 """
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 from typing import Mapping
 
@@ -193,6 +201,12 @@ class RNNLanguageModel:
     loss_implementation : ``"auto"``, ``"reference"`` or ``"fused"``
     initial_values : mapping name -> array, optional
         Parameter values to start from (shapes checked) instead of random ones.
+
+    Raises
+    ------
+    ValueError
+        For an unknown cell, gate or dtype, a dropout outside [0, 1), dropout
+        under the JAX backend, or initial values of the wrong shape.
     """
 
     def __init__(
@@ -220,6 +234,10 @@ class RNNLanguageModel:
             raise ValueError(f"dtype must be float32 or float64, not {dtype!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), not {dropout!r}")
+        if dropout and backend == "jax":
+            # PyTensor's JAX backend has no binomial sampler (without NumPyro) and gives
+            # each compiled function a private copy of a shared generator.
+            raise ValueError("dropout needs the cpu or numba backend; the jax backend cannot draw its masks")
         self.word_dim, self.embedding_dim, self.hidden_dim = int(word_dim), int(embedding_dim), int(hidden_dim)
         self.num_layers, self.cell, self.gate, self.dtype = int(num_layers), cell, gate, dtype
         self.truncate_gradient, self.dropout, self.backend = int(truncate_gradient), float(dropout), backend
@@ -241,7 +259,7 @@ class RNNLanguageModel:
         self.dropout_rng = ptr.shared_rng(seed=seed, name="dropout/rng")
         self._rng_updates: dict = {}
         self._functions: dict = {}
-        self.optimizer_state: dict = {}
+        self.optimizer_states: "dict[str, OrderedDict[str, pytensor.compile.SharedVariable]]" = {}
         self._keep_values_on_device()
 
     # ------------------------------------------------------------------ values
@@ -260,7 +278,7 @@ class RNNLanguageModel:
         return OrderedDict((name, np.array(p.get_value(borrow=True))) for name, p in self.params.items())
 
     def _keep_values_on_device(self) -> None:
-        """Under JAX, hold the parameter values as device arrays.
+        """Under JAX, hold the parameter and optimizer state values as device arrays.
 
         PyTensor keeps a shared variable's value as a NumPy array until a
         compiled update replaces it; under JAX each call of a function that
@@ -273,8 +291,8 @@ class RNNLanguageModel:
             return
         import jax
 
-        for param in self.params.values():
-            param.container.storage[0] = jax.device_put(param.container.storage[0])
+        for variable in (*self.params.values(), *self.optimizer_state.values()):
+            variable.container.storage[0] = jax.device_put(variable.container.storage[0])
 
     def set_values(self, values: Mapping[str, np.ndarray]) -> None:
         """Set parameter values (all names, exact shapes; cast to the model's dtype)."""
@@ -286,6 +304,79 @@ class RNNLanguageModel:
             if value.shape != self.shapes[name]:
                 raise ValueError(f"parameter {name} has shape {value.shape}, expected {self.shapes[name]}")
             param.set_value(value.astype(self.dtype))
+        self._keep_values_on_device()
+
+    @property
+    def optimizer_state(self) -> "OrderedDict[str, pytensor.compile.SharedVariable]":
+        """Every optimizer state variable the model holds, by name (``"<param>/rmsprop_cache"`` ...)."""
+        return OrderedDict((name, v) for state in self.optimizer_states.values() for name, v in state.items())
+
+    def optimizer_variables(self, optimizer: str) -> "OrderedDict[str, pytensor.compile.SharedVariable]":
+        """The state of update rule ``optimizer``, created (zero) on first need, then always the same variables.
+
+        Raises
+        ------
+        ValueError
+            For an unknown optimizer name.
+        """
+        if optimizer not in update_rules.OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {sorted(update_rules.OPTIMIZERS)}, not {optimizer!r}")
+        if optimizer not in self.optimizer_states:
+            self.optimizer_states[optimizer] = update_rules.initial_state(optimizer, list(self.params.values()))
+            self._keep_values_on_device()
+        return self.optimizer_states[optimizer]
+
+    def state(self) -> dict:
+        """Copies of everything training changes, on the host.
+
+        Returns
+        -------
+        dict with ``"params"`` (as :meth:`get_values`), ``"optimizer_state"``
+        (name -> ndarray, every variable of :attr:`optimizer_state`) and
+        ``"dropout_rng"`` (the dropout generator's ``bit_generator.state``, a
+        JSON-serialisable dict).
+        """
+        return {
+            "params": self.get_values(),
+            "optimizer_state": OrderedDict(
+                (name, np.array(v.get_value(borrow=True))) for name, v in self.optimizer_state.items()
+            ),
+            "dropout_rng": copy.deepcopy(self.dropout_rng.get_value(borrow=True).bit_generator.state),
+        }
+
+    def load_state(self, state: Mapping) -> None:
+        """Set what :meth:`state` returned (all checked before anything is set).
+
+        Parameters
+        ----------
+        state : mapping
+            ``"params"`` (every parameter), ``"optimizer_state"`` (exactly the
+            variables of :attr:`optimizer_state`, by name), and optionally
+            ``"dropout_rng"`` (a ``bit_generator.state`` dict).
+
+        Raises
+        ------
+        ValueError
+            A parameter or optimizer state variable is missing, unknown, or of the wrong shape.
+        """
+        saved = state["optimizer_state"]
+        unknown = sorted(set(saved) - set(self.optimizer_state))
+        if unknown:
+            raise ValueError(f"unknown optimizer state: {unknown}")
+        for name, variable in self.optimizer_state.items():
+            value = saved.get(name)
+            expected = np.shape(variable.get_value(borrow=True))
+            if value is None or np.shape(value) != expected:
+                raise ValueError(f"optimizer state {name} is missing or has the wrong shape (expected {expected})")
+        generator = None
+        if state.get("dropout_rng") is not None:
+            generator = np.random.default_rng()
+            generator.bit_generator.state = copy.deepcopy(dict(state["dropout_rng"]))
+        self.set_values(state["params"])
+        for name, variable in self.optimizer_state.items():
+            variable.set_value(np.asarray(saved[name]).astype(variable.dtype))
+        if generator is not None:
+            self.dropout_rng.set_value(generator)
         self._keep_values_on_device()
 
     def settings(self) -> dict:
@@ -355,13 +446,16 @@ class RNNLanguageModel:
         -------
         callable ``f(ids (T,B), targets (T,B), mask (T,B), learning_rate) ->
         (loss_sum, n_tokens, grad_norm, applied)``; ``applied`` is 0 when the
-        step was skipped. Optimizer state goes to ``self.optimizer_state``.
+        step was skipped. Every function compiled for ``optimizer`` (one per
+        batch shape under JAX) updates the model's one state of that rule,
+        :meth:`optimizer_variables`; compiling creates none.
         """
+        state = self.optimizer_variables(optimizer)
         if self.static_shapes:
-            return _PerShape(lambda shape: self._compile_train(optimizer, grad_clip, decay, shape))
-        return self._compile_train(optimizer, grad_clip, decay)
+            return _PerShape(lambda shape: self._compile_train(optimizer, state, grad_clip, decay, shape))
+        return self._compile_train(optimizer, state, grad_clip, decay)
 
-    def _compile_train(self, optimizer, grad_clip, decay, shape=(None, None)):
+    def _compile_train(self, optimizer, state, grad_clip, decay, shape=(None, None)):
         ids, targets, mask = self._inputs(shape)
         learning_rate = pt.scalar("learning_rate", dtype=self.dtype)
         self._rng_updates = {}
@@ -372,16 +466,11 @@ class RNNLanguageModel:
             grads, norm = update_rules.clip_by_global_norm(grads, grad_clip)
         else:
             norm = pt.sqrt(sum(pt.sum(pt.sqr(g)) for g in grads))
-        if optimizer == "rmsprop":
-            rule_updates = update_rules.rmsprop(grads, params, learning_rate, decay=decay)
-        elif optimizer in update_rules.OPTIMIZERS:
-            rule_updates = update_rules.OPTIMIZERS[optimizer](grads, params, learning_rate)
-        else:
-            raise ValueError(f"optimizer must be one of {sorted(update_rules.OPTIMIZERS)}, not {optimizer!r}")
+        options = {"decay": decay} if optimizer == "rmsprop" else {}
+        rule_updates = update_rules.OPTIMIZERS[optimizer](grads, params, learning_rate, state=state, **options)
         finite = pt.isfinite(total) & pt.isfinite(norm)
         guarded = OrderedDict((var, pt.switch(finite, new, var)) for var, new in rule_updates.items())
         guarded.update(self._rng_updates)
-        self.optimizer_state = update_rules.optimizer_state(rule_updates, params)
         return pytensor.function(
             [ids, targets, mask, learning_rate],
             [total, n_tokens, norm, pt.cast(finite, "int8")],

@@ -90,14 +90,14 @@ def resolve_corpus_path(settings: Settings) -> str | None:
     return DEFAULT_INPUT_DATA_FILE if Path(DEFAULT_INPUT_DATA_FILE).exists() else None
 
 
-def rng_state_json(model) -> str:
-    return json.dumps(model.dropout_rng.get_value().bit_generator.state)
+def rng_state_json(state: dict) -> str:
+    """The dropout generator's state in ``model.state()``, as saved in checkpoints."""
+    return json.dumps(state["dropout_rng"])
 
 
-def restore_rng_state(model, text: str) -> None:
-    generator = np.random.default_rng()
-    generator.bit_generator.state = json.loads(text)
-    model.dropout_rng.set_value(generator)
+def restore_rng_state(text: str) -> dict:
+    """The saved dropout generator state, for ``model.load_state``."""
+    return json.loads(text)
 
 
 def make_progress_bar(total: int, stream):
@@ -218,6 +218,8 @@ class Run:
 
         s = self.settings
         initial = self.checkpoint.params if self.checkpoint is not None else None
+        if s.dropout and s.backend_name == "jax":
+            raise ConfigError(f"DROPOUT={s.dropout:g}: the jax backend cannot draw dropout masks; use DROPOUT=0 or BACKEND=cpu")
         self.model = RNNLanguageModel(
             len(self.vocabulary), s.embedding_dim, s.hidden_dim, num_layers=s.num_layers, cell=s.cell, gate=s.gate,
             dtype=s.floatx, seed=s.seed, truncate_gradient=s.bptt_truncate, dropout=s.dropout,
@@ -233,16 +235,15 @@ class Run:
             self._restore_from_checkpoint()
 
     def _restore_from_checkpoint(self):
-        saved = self.checkpoint.optimizer_state
-        for name, variable in self.model.optimizer_state.items():
-            value = saved.get(name)
-            if value is None or value.shape != variable.get_value(borrow=True).shape:
-                raise CheckpointError(f"{self.settings.resume}: optimizer state {name} is missing or has the wrong shape; cannot resume")
-            variable.set_value(value.astype(variable.dtype))
         train_state = self.checkpoint.training_state
-        self.state = TrainingState.from_json(str(train_state["state_json"]))
+        saved = {"params": self.checkpoint.params, "optimizer_state": self.checkpoint.optimizer_state}
         if "dropout_rng_json" in train_state:
-            restore_rng_state(self.model, str(train_state["dropout_rng_json"]))
+            saved["dropout_rng"] = restore_rng_state(str(train_state["dropout_rng_json"]))
+        try:
+            self.model.load_state(saved)
+        except ValueError as exc:
+            raise CheckpointError(f"{self.settings.resume}: {exc}; cannot resume") from None
+        self.state = TrainingState.from_json(str(train_state["state_json"]))
         self.say(f"Resuming {self.settings.resume}: epoch {self.state.epoch}, batch {self.state.position}, {self.state.examples_seen} examples seen")
 
     @property
@@ -256,9 +257,7 @@ class Run:
         The second of two calls is timed: the first loads the softmax kernel
         (Numba) or, under JAX, compiles the step for that batch shape (reported).
         """
-        variables = [*self.model.params.values(), *self.model.optimizer_state.values()]
-        snapshot = [v.get_value() for v in variables]
-        rng_state = rng_state_json(self.model)
+        snapshot = self.model.state()
         index = min(10, len(self.X_train) - 1)
         from symrnn.batching import bucket_length, pad_batch
 
@@ -278,22 +277,21 @@ class Run:
         started = time.perf_counter()
         self.train_step(x, y, mask, learning_rate)
         elapsed = time.perf_counter() - started
-        for variable, value in zip(variables, snapshot):
-            variable.set_value(value)
-        restore_rng_state(self.model, rng_state)
+        self.model.load_state(snapshot)
         self.say(f"SGD Step time: {elapsed * 1000:f} milliseconds (batch of {batch_size})")
 
     # -------------------------------------------------------------- reporting
     def save(self, path=None) -> str:
         model, state = self.model, self.state
         settings = {**self.settings.as_dict(), **model.settings()}
+        model_state = model.state()
         written = save_checkpoint(
             path or self.output_path,
-            model.get_values(),
+            model_state["params"],
             vocabulary=self.vocabulary.index_to_word,
             settings=settings,
-            optimizer_state={name: v.get_value() for name, v in model.optimizer_state.items()},
-            training_state={"state_json": np.array(state.to_json()), "dropout_rng_json": np.array(rng_state_json(model))},
+            optimizer_state=model_state["optimizer_state"],
+            training_state={"state_json": np.array(state.to_json()), "dropout_rng_json": np.array(rng_state_json(model_state))},
         )
         if path is None:
             self.saved_path = written

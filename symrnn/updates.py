@@ -1,9 +1,11 @@
 r"""Update rules: plain functions from gradients to an update dictionary.
 
 Each rule returns ``{shared_variable: new_value_expression}`` for the parameters
-and for its own state, which it creates as shared variables named after their
-parameter (``"<param>/rmsprop_cache"``, ``"<param>/adam_m"``, ...), so
-:func:`optimizer_state` can collect them by name for checkpoints.
+and for its own state: shared variables named after their parameter
+(``"<param>/rmsprop_cache"``, ``"<param>/adam_m"``, ...), which :func:`initial_state`
+creates and a rule takes as ``state=`` (it creates fresh ones only without it),
+so several compiled functions can update one state. :func:`optimizer_state`
+collects a rule's state from its updates, by name, for checkpoints.
 
 Rules (g: gradient, p: parameter, lr: learning rate):
 
@@ -23,7 +25,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
-__all__ = ["OPTIMIZERS", "adam", "clip_by_global_norm", "optimizer_state", "rmsprop", "sgd"]
+__all__ = ["OPTIMIZERS", "adam", "clip_by_global_norm", "initial_state", "optimizer_state", "rmsprop", "sgd"]
 
 
 def _scalar(value, dtype):
@@ -33,12 +35,56 @@ def _scalar(value, dtype):
     return pt.constant(np.asarray(value, dtype=dtype))
 
 
-def _state_like(param, suffix: str):
+def _zeros_like(param, suffix: str):
     value = param.get_value(borrow=True)
     return pytensor.shared(np.zeros_like(value), name=f"{param.name}/{suffix}")
 
 
-def sgd(grads: Sequence, params: Sequence, learning_rate) -> OrderedDict:
+def _per_parameter_state(params: Sequence, suffixes: Sequence[str]) -> OrderedDict:
+    return OrderedDict(
+        (f"{param.name}/{suffix}", _zeros_like(param, suffix)) for param in params for suffix in suffixes
+    )
+
+
+def _adam_state(params: Sequence) -> OrderedDict:
+    state = _per_parameter_state(params, ("adam_m", "adam_v"))
+    state["adam/step"] = pytensor.shared(np.asarray(0, dtype=params[0].dtype), name="adam/step")
+    return state
+
+
+_STATE_BUILDERS = {
+    "sgd": lambda params: OrderedDict(),
+    "rmsprop": lambda params: _per_parameter_state(params, ("rmsprop_cache",)),
+    "adam": _adam_state,
+}
+
+
+def initial_state(optimizer: str, params: Sequence) -> OrderedDict:
+    """Fresh (zero) state of an update rule, to pass to it as ``state=``.
+
+    Parameters
+    ----------
+    optimizer : ``"sgd"``, ``"rmsprop"`` or ``"adam"``
+    params : sequence of named shared variables
+
+    Returns
+    -------
+    OrderedDict name -> shared variable: ``"<param>/rmsprop_cache"`` for RMSprop;
+    ``"<param>/adam_m"``, ``"<param>/adam_v"`` and ``"adam/step"`` for Adam;
+    nothing for SGD.
+    """
+    if optimizer not in _STATE_BUILDERS:
+        raise ValueError(f"optimizer must be one of {sorted(_STATE_BUILDERS)}, not {optimizer!r}")
+    return _STATE_BUILDERS[optimizer](params)
+
+
+def _state_variable(state: Mapping, name: str):
+    if name not in state:
+        raise ValueError(f"optimizer state has no variable {name!r}")
+    return state[name]
+
+
+def sgd(grads: Sequence, params: Sequence, learning_rate, state: Mapping | None = None) -> OrderedDict:
     """Plain stochastic gradient descent.
 
     Parameters
@@ -46,6 +92,8 @@ def sgd(grads: Sequence, params: Sequence, learning_rate) -> OrderedDict:
     grads : sequence of TensorVariable, each the shape of its parameter
     params : sequence of shared variables
     learning_rate : float or scalar TensorVariable
+    state : mapping, optional
+        The rule's state variables (:func:`initial_state`); SGD has none.
 
     Returns
     -------
@@ -57,7 +105,8 @@ def sgd(grads: Sequence, params: Sequence, learning_rate) -> OrderedDict:
     return updates
 
 
-def rmsprop(grads: Sequence, params: Sequence, learning_rate, decay=0.9, epsilon=1e-6) -> OrderedDict:
+def rmsprop(grads: Sequence, params: Sequence, learning_rate, decay=0.9, epsilon=1e-6,
+            state: Mapping | None = None) -> OrderedDict:
     """RMSprop exactly as the tutorial's ``sgd_step``.
 
     Parameters
@@ -67,15 +116,19 @@ def rmsprop(grads: Sequence, params: Sequence, learning_rate, decay=0.9, epsilon
         :math:`\\rho`, the cache's decay.
     epsilon : float
         Added inside the square root.
+    state : mapping name -> shared variable, optional
+        The caches to update (``initial_state("rmsprop", params)``); new zero
+        caches when omitted.
 
     Returns
     -------
     OrderedDict with the parameters and their caches ``"<name>/rmsprop_cache"``.
     """
+    state = initial_state("rmsprop", params) if state is None else state
     updates = OrderedDict()
     for param, grad in zip(params, grads):
         dtype = param.dtype
-        cache = _state_like(param, "rmsprop_cache")
+        cache = _state_variable(state, f"{param.name}/rmsprop_cache")
         rho = _scalar(decay, dtype)
         new_cache = rho * cache + (_scalar(1, dtype) - rho) * pt.sqr(grad)
         updates[cache] = new_cache
@@ -83,29 +136,34 @@ def rmsprop(grads: Sequence, params: Sequence, learning_rate, decay=0.9, epsilon
     return updates
 
 
-def adam(grads: Sequence, params: Sequence, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8) -> OrderedDict:
+def adam(grads: Sequence, params: Sequence, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8,
+         state: Mapping | None = None) -> OrderedDict:
     """Adam (Kingma & Ba, 2015) with bias correction folded into the step size.
 
     Parameters
     ----------
     grads, params, learning_rate : as :func:`sgd`
     beta1, beta2, epsilon : float
+    state : mapping name -> shared variable, optional
+        The moments and step counter to update (``initial_state("adam", params)``);
+        new zero ones when omitted.
 
     Returns
     -------
     OrderedDict with the parameters, their moments ``"<name>/adam_m"``,
     ``"<name>/adam_v"`` and the shared step counter ``"adam/step"``.
     """
+    state = initial_state("adam", params) if state is None else state
     updates = OrderedDict()
     dtype = params[0].dtype
-    step = pytensor.shared(np.asarray(0, dtype=dtype), name="adam/step")
+    step = _state_variable(state, "adam/step")
     t = step + _scalar(1, dtype)
     one = _scalar(1, dtype)
     b1, b2 = _scalar(beta1, dtype), _scalar(beta2, dtype)
     step_size = _scalar(learning_rate, dtype) * pt.sqrt(one - b2**t) / (one - b1**t)
     for param, grad in zip(params, grads):
-        m = _state_like(param, "adam_m")
-        v = _state_like(param, "adam_v")
+        m = _state_variable(state, f"{param.name}/adam_m")
+        v = _state_variable(state, f"{param.name}/adam_v")
         new_m = b1 * m + (one - b1) * grad
         new_v = b2 * v + (one - b2) * pt.sqr(grad)
         updates[m] = new_m
