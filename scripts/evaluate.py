@@ -59,8 +59,10 @@ def main(argv=None) -> int:
     )
     sentences = corpus.sentences
     share = unknown_share(sentences, vocabulary)
-    if unknown_share_warning(share):
-        print(unknown_share_warning(share), file=sys.stderr)
+    trained_share = checkpoint.training_state.get("unknown_share")
+    warning = unknown_share_warning(share, None if trained_share is None else float(trained_share))
+    if warning:
+        print(warning, file=sys.stderr)
     X, Y = sentences_to_pairs(sentences, vocabulary)
     if held_out_only:
         max_sentences = int(settings.get("max_sentences", 0))

@@ -195,11 +195,18 @@ class Run:
         else:
             self.vocabulary = corpus.vocabulary
         X, Y = sentences_to_pairs(sentences, self.vocabulary)
+        share = unknown_share(sentences, self.vocabulary)
+        # The share the model was trained with, kept in its checkpoints so that a
+        # resumed run or evaluate.py can tell a corpus that does not fit it.
+        self.trained_unknown_share = share
         if self.checkpoint is not None:  # the resumed vocabulary may not fit this corpus
-            share = unknown_share(sentences, self.vocabulary)
+            saved = self.checkpoint.training_state.get("unknown_share")
+            if saved is not None:
+                self.trained_unknown_share = float(saved)
             self.say(f"Tokens not in the model's vocabulary (UNKNOWN_TOKEN): {share:.1%}")
-            if unknown_share_warning(share):
-                print(unknown_share_warning(share), file=sys.stderr)
+            warning = unknown_share_warning(share, None if saved is None else float(saved))
+            if warning:
+                print(warning, file=sys.stderr)
         train_idx, valid_idx = split_train_validation(len(X), s.validation_fraction, s.seed)
         self.X_train, self.Y_train = [X[i] for i in train_idx], [Y[i] for i in train_idx]
         self.X_valid, self.Y_valid = [X[i] for i in valid_idx], [Y[i] for i in valid_idx]
@@ -291,7 +298,10 @@ class Run:
             vocabulary=self.vocabulary.index_to_word,
             settings=settings,
             optimizer_state=model_state["optimizer_state"],
-            training_state={"state_json": np.array(state.to_json()), "dropout_rng_json": np.array(rng_state_json(model_state))},
+            training_state={
+                "state_json": np.array(state.to_json()), "dropout_rng_json": np.array(rng_state_json(model_state)),
+                "unknown_share": np.array(self.trained_unknown_share),
+            },
         )
         if path is None:
             self.saved_path = written

@@ -487,11 +487,38 @@ def test_unknown_share_counts_the_tokens_encoding_maps_to_unknown_token_without_
     assert text.unknown_share([[text.SENTENCE_START, text.SENTENCE_END]], vocabulary) == 0.0
 
 
-def test_the_unknown_share_warning_starts_above_5_percent():
+def test_the_unknown_share_warning_starts_above_5_percent_when_the_training_share_is_unknown():
     assert text.unknown_share_warning(0.05) is None
     line = text.unknown_share_warning(0.71)
     assert line.startswith("warning: 71.0% of the tokens are not in the model's vocabulary (UNKNOWN_TOKEN)")
     assert "\n" not in line
+
+
+def test_the_unknown_share_warning_starts_5_points_above_the_share_the_model_was_trained_with():
+    # A 2,000-word vocabulary leaves 17% of the embedded corpus unknown: no warning on that corpus.
+    assert text.unknown_share_warning(0.175, trained_share=0.175) is None
+    assert text.unknown_share_warning(0.22, trained_share=0.175) is None
+    line = text.unknown_share_warning(0.26, trained_share=0.175)
+    assert line.startswith("warning: 26.0% of the tokens") and "against 17.5% in the corpus it was trained on" in line
+
+
+def test_resuming_on_the_training_corpus_with_a_small_vocabulary_does_not_warn(tmp_path):
+    a = tmp_path / "a.txt"
+    a.write_text(TEXT_A, encoding="utf-8")
+    model = tmp_path / "m.npz"
+    small = {"HIDDEN_DIM": "6", "EMBEDDING_DIM": "4", "NUM_SAMPLES": "0", "NEPOCH": "1", "MODEL_OUTPUT_FILE": str(model),
+             "INPUT_DATA_FILE": str(a), "VOCABULARY_SIZE": "6"}
+    first = run_script("train.py", [], small, tmp_path, timeout=300)
+    assert first.returncode == 0, first.stderr
+    with np.load(model) as saved:
+        trained_share = float(saved["train/unknown_share"])
+    assert trained_share > 0.2  # the vocabulary is far smaller than the corpus's words
+    resumed = run_script("train.py", [], {**small, "NEPOCH": "2", "RESUME": str(model)}, tmp_path, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"(UNKNOWN_TOKEN): {trained_share:.1%}" in resumed.stdout
+    assert "warning:" not in resumed.stderr
+    evaluated = run_script("evaluate.py", [str(model), "--data", str(a)], {}, tmp_path)
+    assert evaluated.returncode == 0 and "warning:" not in evaluated.stderr
 
 
 def test_evaluate_py_on_another_corpus_prints_the_share_and_warns(tmp_path, model_file):
