@@ -24,9 +24,18 @@ def _max_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
+def _symrnn_side(args, values):
+    from scripts.process import configure_process
+
+    # As symrnn's scripts run: Numba's workqueue threads, JAX's full float32
+    # products; thread counts come from the environment the runner set.
+    configure_process(backend=args["backend"])
+    return SymrnnSide(values, args["backend"], args["implementation"])
+
+
 def _make_side(args, values):
     if args["side"] == "symrnn":
-        return SymrnnSide(values, args["backend"], args["implementation"])
+        return _symrnn_side(args, values)
     return TorchSide(values, args.get("device", "cpu"))
 
 
@@ -233,7 +242,7 @@ def worker_check(args, data, values):
     phases = {}
     t0 = time.perf_counter()
     x, y, mask = load_batches(data, "b64")[0]
-    sym = SymrnnSide(values, args["backend"], args["implementation"])
+    sym = _symrnn_side(args, values)
     sym.compile_train()
     phases["symrnn_compile_train_s"] = time.perf_counter() - t0
     sym_losses = [sym.train_step(x, y, mask) for _ in range(2)]

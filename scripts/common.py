@@ -1,9 +1,7 @@
-"""What every symrnn script shares: error handling, logging, loading models and corpora."""
+"""What every symrnn script shares: error handling, loading models and corpora (process set-up: :mod:`process`)."""
 
 from __future__ import annotations
 
-import ctypes
-import logging
 import sys
 from pathlib import Path
 
@@ -12,58 +10,15 @@ _ROOT = Path(__file__).resolve().parent.parent
 if str(_ROOT) not in sys.path and (_ROOT / "symrnn").is_dir():
     sys.path.insert(0, str(_ROOT))
 
+try:
+    from .process import configure_process  # noqa: E402
+except ImportError:  # run as a file: python scripts/x.py
+    from process import configure_process  # noqa: E402
 from symrnn.checkpoint import load_checkpoint  # noqa: E402
 from symrnn.errors import SymrnnError  # noqa: E402
 from symrnn.text import DEFAULT_MAX_DATA_BYTES, Vocabulary, load_corpus  # noqa: E402
 
 EXIT_BAD_INPUT = 2
-
-
-def setup_logging(verbose: bool = False) -> None:
-    """Timestamped log lines on stderr; PyTensor's own chatter kept quiet."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S",
-        stream=sys.stderr,
-    )
-    for noisy in ("pytensor", "numba", "filelock"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
-    # JAX logs at INFO that it looked for TPUs and found none.
-    logging.getLogger("jax").setLevel(logging.WARNING)
-
-
-def keep_freed_memory_for_reuse() -> None:
-    """Ask glibc's malloc to keep large freed blocks for reuse instead of unmapping them.
-
-    A training step allocates (tokens x vocabulary) arrays of tens of MiB (logits
-    and their gradient). By default glibc serves blocks that large with fresh
-    ``mmap`` pages and unmaps them on free, so every step page-faults them in
-    again; with batches of varying length (no reuse by shape) that cost as much
-    as the arithmetic (measured: 1.7 s -> 0.74 s per batch-64 step on a busy
-    2-core machine). Elsewhere than glibc this does nothing.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)
-        libc.mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1)
-    except (OSError, AttributeError):
-        pass
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
-
-
-def limit_blas_threads(threads: int) -> None:
-    """Run NumPy's BLAS (which PyTensor's CPU backend calls) and the Numba softmax kernel
-    (:mod:`symrnn.kernels`) on ``threads`` threads (0: leave as is)."""
-    if threads == 0:
-        return
-    import numba
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=threads, user_api="blas")
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
 
 
 def warn(message: str) -> None:
@@ -102,9 +57,7 @@ def open_model(args):
         raise ConfigError("--blas-threads must be 0 or more")
     if args.vocabulary_size is not None and args.vocabulary_size < 4:
         raise ConfigError("--vocabulary-size must be at least 4")
-    setup_logging()
-    keep_freed_memory_for_reuse()
-    limit_blas_threads(args.blas_threads)
+    configure_process(blas_threads=args.blas_threads)
     return load_model(args.model_file, data=args.data, vocabulary_size=args.vocabulary_size)
 
 

@@ -476,12 +476,10 @@ def build_within_memory(run: Run) -> None:
 
 def main(argv=None) -> int:
     parse_arguments(sys.argv[1:] if argv is None else argv)
-    common.setup_logging()
     settings = Settings.from_environ(os.environ)
+    common.configure_process(blas_threads=settings.blas_threads, backend=settings.backend_name)
     for variable, nearest in misspelt_settings(os.environ):
         common.warn(f"{variable} is not a setting and is ignored; did you mean {nearest}?")
-    common.keep_freed_memory_for_reuse()
-    common.limit_blas_threads(settings.blas_threads)
     run = Run(settings, os.environ)
     run.say("symrnn train.py settings:", *("  " + line for line in run.settings.describe()))
     replaces = os.path.exists(run.output_path) and run.output_path != run.settings.resume

@@ -8,18 +8,14 @@
     PyTensor's Numba backend (its default mode in version 3).
 ``"jax"``
     PyTensor's JAX backend, for GPUs; needs ``jax`` installed and static shapes
-    (fixed-length batches); uses the ``scan`` implementation; float32 matrix
-    products are full float32 (JAX's ``highest`` precision, not TF32). XLA's compiled
-    programs are kept in JAX's persistent compilation cache, under PyTensor's
-    compile directory unless ``JAX_COMPILATION_CACHE_DIR`` names another, so a
-    second run skips XLA compilation as the C backend skips C compilation.
+    (fixed-length batches); uses the ``scan`` implementation. JAX's own settings
+    (full float32 products instead of TF32, its persistent compile cache) are
+    the scripts' to make (``scripts/process.py``): this module sets none.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import warnings
 
 from pytensor.compile.mode import Mode, get_mode
 
@@ -42,9 +38,6 @@ def compile_mode(backend: str = "cpu") -> Mode:
     pytensor.compile.mode.Mode
     """
     if backend == "cpu":
-        # PyTensor warns once that its C code found no BLAS to link; matrix
-        # products then run through NumPy's BLAS, which is what we measured.
-        warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
         # PyTensor folds a scalar factor into a matrix product (Dot22Scalar)
         # even when the product has other users, so the RMSprop update's
         # learning_rate * gradient recomputed the output layer's (H x V)
@@ -59,8 +52,6 @@ def compile_mode(backend: str = "cpu") -> Mode:
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise ImportError("the jax backend needs JAX: pip install 'symrnn[gpu]' or pip install jax") from exc
         _keep_reduction_dtypes_in_jax()
-        _use_persistent_jax_cache()
-        _use_full_float32_products()
         return get_mode("JAX")
     raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
 
@@ -71,38 +62,6 @@ def uses_fused_ops(backend: str) -> bool:
 
 
 _JAX_PATCHED = False
-
-
-def _use_full_float32_products() -> None:
-    """Make JAX's float32 matrix products full float32 (not TF32 or bfloat16 passes).
-
-    On recent NVIDIA GPUs JAX's default precision rounds float32 matrix
-    products' inputs to TF32 (10-bit mantissa), so the JAX backend's losses
-    and updates drifted from the CPU backend's by 1e-3 relative. Left alone
-    when the user chose a precision (``JAX_DEFAULT_MATMUL_PRECISION`` or
-    ``jax.config``).
-    """
-    import jax
-
-    if jax.config.jax_default_matmul_precision or os.environ.get("JAX_DEFAULT_MATMUL_PRECISION"):
-        return
-    jax.config.update("jax_default_matmul_precision", "highest")
-
-
-def _use_persistent_jax_cache() -> None:
-    """Point JAX's persistent compilation cache at PyTensor's compile directory.
-
-    Left alone when the user configured a cache (``JAX_COMPILATION_CACHE_DIR``
-    or ``jax.config``).
-    """
-    import jax
-    import pytensor
-
-    if jax.config.jax_compilation_cache_dir or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-        return
-    path = os.path.join(pytensor.config.compiledir, "jax")
-    jax.config.update("jax_compilation_cache_dir", path)
-    log.debug("JAX compilation cache: %s", path)
 
 
 def _keep_reduction_dtypes_in_jax() -> None:

@@ -20,26 +20,19 @@ mask), :math:`m = \max_j z_j` and :math:`s = \sum_j e^{z_j - m}`:
 exponentials (inverse-CDF sampling, used by :func:`symrnn.sampling.sample_tokens`).
 
 Numba is a dependency of PyTensor itself; the kernels compile on first use
-and are cached on disk (``cache=True``). Importing this module selects Numba's
-``workqueue`` threading layer unless ``NUMBA_THREADING_LAYER`` names one: the
-GNU OpenMP layer Numba picks otherwise keeps its workers spinning after each
-parallel kernel, which took a core from the matrix products that follow
-(scan-based cells trained 30% slower, batch-64 GRU training 10%). The
-workqueue layer does not support parallel kernels launched from several
-Python threads at once; symrnn launches them from one.
+and are cached on disk (``cache=True``). Which threading layer runs the
+parallel kernel is the scripts' choice (``scripts/process.py`` selects Numba's
+``workqueue`` layer, whose threads sleep between kernels); this module changes
+no process-wide setting.
 """
 
 from __future__ import annotations
 
-import os
 import types
 
 import numba
 import numpy as np
 from numba import njit, prange
-
-if not os.environ.get("NUMBA_THREADING_LAYER"):
-    numba.config.THREADING_LAYER = "workqueue"
 
 __all__ = [
     "exp_shifted_inplace",

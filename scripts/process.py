@@ -1,0 +1,124 @@
+"""Everything symrnn's scripts change for the whole process, in one place.
+
+The library (``symrnn/``) never changes process-wide state: no thread counts,
+no logging or warnings set-up, no Numba or JAX configuration, no allocator
+settings. A script calls :func:`configure_process` once, right after reading
+its settings and before any model is built. This module imports nothing of
+symrnn, so the benchmark's measured child processes can use it without the
+cost of importing NLTK.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import sys
+import warnings
+
+__all__ = ["configure_process"]
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+
+
+def configure_process(blas_threads: int = 0, backend: str = "cpu", verbose: bool = False) -> None:
+    """Set up logging, warnings, threads, the allocator, Numba and (for ``backend="jax"``) JAX.
+
+    Parameters
+    ----------
+    blas_threads : int
+        Threads for the BLAS and symrnn's Numba kernels (0: leave each library's default).
+    backend : str
+        ``"jax"`` also configures JAX (full float32 products, persistent compile cache).
+    verbose : bool
+        Log at DEBUG instead of INFO.
+    """
+    setup_logging(verbose)
+    # PyTensor warns once that its C code found no BLAS to link; matrix products
+    # then run through NumPy's BLAS, which is what symrnn is measured with.
+    warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
+    select_numba_threading_layer()
+    keep_freed_memory_for_reuse()
+    limit_blas_threads(blas_threads)
+    if backend == "jax":
+        configure_jax()
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Timestamped log lines on stderr; PyTensor's own chatter kept quiet."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+        stream=sys.stderr,
+    )
+    for noisy in ("pytensor", "numba", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    # JAX logs at INFO that it looked for TPUs and found none.
+    logging.getLogger("jax").setLevel(logging.WARNING)
+
+
+def select_numba_threading_layer() -> None:
+    """Numba's ``workqueue`` threading layer, unless ``NUMBA_THREADING_LAYER`` names one.
+
+    The GNU OpenMP layer Numba picks otherwise keeps its workers spinning after
+    each parallel kernel (symrnn's softmax), which took a core from the matrix
+    products that follow: scan-based cells trained 30% slower, batch-64 GRU
+    training 10%. ``workqueue``'s threads sleep. Must run before the first
+    parallel kernel is launched.
+    """
+    if os.environ.get("NUMBA_THREADING_LAYER"):
+        return
+    import numba
+
+    numba.config.THREADING_LAYER = "workqueue"
+
+
+def keep_freed_memory_for_reuse() -> None:
+    """Ask glibc's malloc to keep large freed blocks for reuse instead of unmapping them.
+
+    A training step allocates (tokens x vocabulary) arrays of tens of MiB (logits
+    and their gradient). By default glibc serves blocks that large with fresh
+    ``mmap`` pages and unmaps them on free, so every step page-faults them in
+    again; with batches of varying length (no reuse by shape) that cost as much
+    as the arithmetic (measured: 1.7 s -> 0.74 s per batch-64 step on a busy
+    2-core machine). Elsewhere than glibc this does nothing.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)
+        libc.mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1)
+    except (OSError, AttributeError):
+        pass
+
+
+def limit_blas_threads(threads: int) -> None:
+    """Run NumPy's BLAS (which PyTensor's CPU backend calls) and symrnn's Numba kernels
+    on ``threads`` threads (0: leave as is)."""
+    if threads == 0:
+        return
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads, user_api="blas")
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+
+def configure_jax() -> None:
+    """JAX's float32 products in full float32, and its persistent compile cache beside PyTensor's.
+
+    On recent NVIDIA GPUs JAX's default precision rounds float32 matrix
+    products' inputs to TF32 (10-bit mantissa), so the JAX backend's losses
+    and updates drifted from the CPU backend's by 1e-3 relative. XLA's compiled
+    programs go to JAX's persistent cache under PyTensor's compile directory,
+    so a second run skips XLA compilation as the C backend skips C compilation.
+    Either is left alone when the user chose it (``JAX_DEFAULT_MATMUL_PRECISION``,
+    ``JAX_COMPILATION_CACHE_DIR``).
+    """
+    import jax
+    import pytensor
+
+    if not os.environ.get("JAX_DEFAULT_MATMUL_PRECISION"):
+        jax.config.update("jax_default_matmul_precision", "highest")
+    if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        jax.config.update("jax_compilation_cache_dir", os.path.join(pytensor.config.compiledir, "jax"))

@@ -1,0 +1,76 @@
+"""scripts/process.py: the one place that changes process-wide state, and a library that changes none."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_probe(tmp_path, code, **env_changes):
+    """Run ``code`` as a script file in a fresh interpreter with the checkout importable; its last line as JSON."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(f"import sys\nsys.path.insert(0, {str(ROOT)!r})\n" + code)
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_THREADING_LAYER", "JAX_DEFAULT_MATMUL_PRECISION")}
+    env.update(env_changes)
+    out = subprocess.run([sys.executable, str(probe)], capture_output=True, text=True, env=env, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+KERNEL_RUN = (
+    "import numpy as np, numba\n"
+    "from symrnn import kernels\n"
+    "kernels.softmax_cross_entropy_inplace(np.zeros((300, 4000), np.float32), np.zeros(4000, np.float32),"
+    " np.zeros(300, np.int32), np.ones(300, np.float32), 2)\n"
+)
+
+
+def test_configure_process_selects_numba_s_workqueue_threads_for_the_kernels(tmp_path):
+    code = "from scripts.process import configure_process\nconfigure_process()\n" + KERNEL_RUN
+    code += "import json; print(json.dumps(numba.threading_layer()))\n"
+    assert run_probe(tmp_path, code) == "workqueue"
+
+
+def test_configure_process_keeps_the_threading_layer_the_user_chose(tmp_path):
+    code = "from scripts.process import configure_process\nconfigure_process()\n" + KERNEL_RUN
+    code += "import json; print(json.dumps(numba.threading_layer()))\n"
+    assert run_probe(tmp_path, code, NUMBA_THREADING_LAYER="omp") == "omp"
+
+
+def test_importing_and_using_the_library_changes_no_process_wide_setting(tmp_path):
+    code = """
+import json, logging, warnings
+import numba, nltk, scipy.special, pytensor, matplotlib.figure, threadpoolctl  # their own filters come first
+before = {"numba": numba.config.THREADING_LAYER, "filters": len(warnings.filters),
+          "handlers": len(logging.getLogger().handlers), "level": logging.getLogger().level}
+import symrnn.backend, symrnn.batching, symrnn.cells, symrnn.checkpoint, symrnn.config, symrnn.files
+import symrnn.fused, symrnn.kernels, symrnn.layers, symrnn.losses, symrnn.memory, symrnn.paths
+import symrnn.plotting, symrnn.recurrence, symrnn.sampling, symrnn.text, symrnn.training, symrnn.tutorial
+import symrnn.updates
+import models.language_model
+model = models.language_model.RNNLanguageModel(20, 4, 5, num_layers=1)
+model.compile_train()
+symrnn.plotting.write_loss_curve(sys.argv[0] + ".png", [[1, 2.0, None], [2, 1.5, 1.7]])
+after = {"numba": numba.config.THREADING_LAYER, "filters": len(warnings.filters),
+         "handlers": len(logging.getLogger().handlers), "level": logging.getLogger().level}
+print(json.dumps([before, after]))
+"""
+    before, after = run_probe(tmp_path, code)
+    assert before == after
+
+
+def test_configure_process_sets_jax_to_full_float32_products_only_for_the_jax_backend(tmp_path):
+    import pytest
+
+    pytest.importorskip("jax", reason="JAX is an optional extra: pip install .[gpu]")
+    code = """
+import json, jax
+from scripts.process import configure_process
+configure_process(backend="cpu")
+cpu = jax.config.jax_default_matmul_precision
+configure_process(backend="jax")
+print(json.dumps([cpu, jax.config.jax_default_matmul_precision, bool(jax.config.jax_compilation_cache_dir)]))
+"""
+    assert run_probe(tmp_path, code) == [None, "highest", True]
