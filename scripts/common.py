@@ -26,8 +26,16 @@ def warn(message: str) -> None:
     print(f"{Path(sys.argv[0]).name}: warning: {message}", file=sys.stderr, flush=True)
 
 
+EXIT_ENVIRONMENT = 1
+
+
 def run(main) -> None:
-    """Call ``main()`` and turn symrnn's errors into one-line messages with exit status 2."""
+    """Call ``main()`` and turn every fault into one line on stderr.
+
+    symrnn's errors (bad input, bad settings, bad files) exit with status 2;
+    faults of the machine that no input caused (a full disk under PyTensor's
+    compile folder, memory running out) with status 1.
+    """
     prog = Path(sys.argv[0]).name
     try:
         status = main()
@@ -37,6 +45,13 @@ def run(main) -> None:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         sys.exit(130)
+    except MemoryError:
+        print(f"{prog}: error: out of memory; lower the model's sizes or BATCH_SIZE", file=sys.stderr)
+        sys.exit(EXIT_ENVIRONMENT)
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"{prog}: error: {exc.strerror or exc}{where}; check free disk space and permissions", file=sys.stderr)
+        sys.exit(EXIT_ENVIRONMENT)
     sys.exit(status or 0)
 
 

@@ -40,7 +40,7 @@ def parse_arguments(argv):
         if getattr(args, name) <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be greater than 0")
     if args.temperature < 0 or not np.isfinite(args.temperature):
-        raise ConfigError("--temperature must be 0 or more")
+        raise ConfigError("--temperature must be a finite number, 0 or more")
     if args.seed is not None and args.seed < 0:
         raise ConfigError("--seed must be 0 or more")
     if args.min_length < 0:

@@ -127,6 +127,7 @@ class Run:
         # A resumed run writes to the file it resumed, unless MODEL_OUTPUT_FILE names another.
         self.output_path = settings.model_output_file or settings.resume or self._new_default_name()
         self.saved_path = None  # the model file this run has written, once it has
+        self.unusable_loss = None  # the last report's loss when it was not finite
         self.plot_failed = False
         self.progress_bar = None
         self.check_outputs()
@@ -347,6 +348,12 @@ class Run:
         s, state = self.settings, report.state
         train_loss = self.per_word_loss(self.X_train[:EVALUATION_SENTENCES], self.Y_train[:EVALUATION_SENTENCES])
         valid_loss = self.per_word_loss(self.X_valid, self.Y_valid) if self.X_valid else None
+        if not np.isfinite(train_loss):
+            self.unusable_loss = train_loss
+            self.say("", f"Loss: {train_loss:f} after {state.examples_seen} examples: the parameters no longer give finite "
+                     f"losses, so this model is not saved ({self._last_good()})")
+            return
+        self.unusable_loss = None
         state.history.append([state.examples_seen, train_loss, valid_loss])
         lines = [
             "",
@@ -411,8 +418,7 @@ class Run:
                     bucket_width=self.bucket_width,
                 )
             except Diverged as exc:
-                last = self.saved_path or self.settings.resume
-                self.say(f"train.py: {exc}. " + (f"The last good model is {last}." if last else "This run saved no model."))
+                print(f"train.py: error: {exc}. {self._last_good().capitalize()}.", file=sys.stderr, flush=True)
                 return 3
             if self.progress_bar is not None:
                 self.progress_bar.close()
@@ -425,8 +431,18 @@ class Run:
             if self.progress_bar is not None:
                 self.progress_bar.close()
 
+    def _last_good(self) -> str:
+        """Which file holds this run's last model with finite losses, for messages."""
+        last = self.saved_path or self.settings.resume
+        return f"the last good model is {last}" if last else "this run saved no model"
+
     def finish(self, completed: bool, signum) -> int:
-        """Save, report, and give the exit status (0, or 128 + the signal that stopped the run)."""
+        """Save, report, and give the exit status (0, 3 for a model whose loss is not finite,
+        or 128 + the signal that stopped the run)."""
+        if self.unusable_loss is not None:
+            print(f"train.py: error: training diverged: the per-word loss became {self.unusable_loss:f}; lower "
+                  f"LEARNING_RATE or set GRAD_CLIP. The model is not saved: {self._last_good()}.", file=sys.stderr, flush=True)
+            return 3
         written = self.save()
         if self.X_valid:
             loss = self.per_word_loss(self.X_valid, self.Y_valid)

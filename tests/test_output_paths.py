@@ -279,6 +279,8 @@ def test_settings_given_again_on_resume_that_the_checkpoint_overrides_are_named(
     (["--min-length", "-1"], "--min-length must be 0 or more"),
     (["--num", "-2"], "--num"),
     (["--temperature", "-1"], "--temperature"),
+    (["--temperature", "nan"], "finite"),
+    (["--temperature", "inf"], "finite"),
 ])
 def test_generate_refuses_inconsistent_options_with_one_line(tmp_path, options, needle):
     model = tmp_path / "m.npz"
@@ -307,6 +309,8 @@ def trained(tmp_path_factory):
         "first": (command(TRAIN), small_env(first, MODEL_OUTPUT_FILE="m.npz"), first),
         "diverge": (command(TRAIN), small_env(other, MODEL_OUTPUT_FILE="old.npz", LEARNING_RATE="1e30", OPTIMIZER="sgd",
                                                PRINT_EVERY="100000", NEPOCH="3"), other),
+        "diverge_reports": (command(TRAIN), small_env(other, MODEL_OUTPUT_FILE="new.npz", LEARNING_RATE="1e30",
+                                                       PRINT_EVERY="8", NEPOCH="3"), other),
     })
     assert results["first"].returncode == 0, results["first"].stderr
     (first / "copies").mkdir()
@@ -336,9 +340,19 @@ def test_after_divergence_no_file_of_another_run_is_called_the_last_good_model(t
     folders, results, _ = trained
     result, folder = results["diverge"], folders["diverge"]
     assert result.returncode == 3, result.stdout + result.stderr
-    assert "training diverged" in result.stdout and "This run saved no model." in result.stdout
-    assert "last good model" not in result.stdout
+    assert "train.py: error: training diverged" in result.stderr and "This run saved no model." in result.stderr
+    assert "last good model" not in result.stdout + result.stderr
     assert (folder / "old.npz").read_bytes() == b"the model of an earlier run"
+
+
+def test_a_model_whose_loss_is_no_longer_finite_is_never_saved_nor_called_good(trained):
+    folders, results, _ = trained
+    result, folder = results["diverge_reports"], folders["diverge"]
+    assert result.returncode == 3, result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("train.py: error:")]
+    assert len(errors) == 1 and "training diverged" in errors[0] and "this run saved no model" in errors[0].lower()
+    assert "Saved model to" not in result.stdout
+    assert not (folder / "new.npz").exists()
 
 
 def test_generate_says_at_once_that_it_is_sampling_then_prints_the_sentences(trained):

@@ -252,6 +252,16 @@ def test_sample_tokens_at_temperature_0_is_the_argmax_of_each_row():
     np.testing.assert_array_equal(sample_tokens(logits, np.random.default_rng(0), 0), np.argmax(logits, axis=1))
 
 
+def test_a_temperature_too_small_for_float32_samples_greedily_without_overflow_warnings():
+    import warnings
+
+    logits = np.random.default_rng(12).normal(size=(50, 7)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tokens = sample_tokens(logits, np.random.default_rng(0), 1e-300)
+    np.testing.assert_array_equal(tokens, np.argmax(logits, axis=1))
+
+
 # --------------------------------------------------------------------------
 # Through a real GRUTheano
 # --------------------------------------------------------------------------
