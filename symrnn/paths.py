@@ -85,6 +85,11 @@ def check_output_path(path: str, inputs: Iterable[str] = (), *, what: str = "out
     if too_long:
         raise ConfigError(f"{what} {path!r}: {too_long}; choose a shorter name")
     if not os.path.isdir(directory):
+        existing = directory  # the nearest part of the path that exists
+        while not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing):
+            raise ConfigError(f"{what} {path!r}: {existing!r} is a file, not a folder; choose another path")
         raise ConfigError(f"{what} {path!r}: folder {directory!r} does not exist; create it first")
     if os.path.exists(absolute):
         for source in inputs:

@@ -133,7 +133,7 @@ def test_an_output_path_that_cannot_be_written_is_refused_before_any_work(folder
     target, needle = {
         "missing folder": (folder / "no" / "such" / "m.npz", "does not exist"),
         "a folder": (folder / "models", "directory"),
-        "a file as folder": (folder / "corpus.txt" / "m.npz", "does not exist"),
+        "a file as folder": (folder / "corpus.txt" / "m.npz", "is a file, not a folder"),
         "name too long": (folder / ("m" * 300 + ".npz"), "too long"),
         "path too long": (folder / "/".join(["d" * 200] * 25) / "m.npz", "too long"),
     }[case]
