@@ -31,7 +31,7 @@ def token_nll(logits, targets, implementation: str = "auto"):
     logits : TensorVariable (N, V)
     targets : TensorVariable (N,) int
     implementation : ``"reference"`` (``log_softmax`` graph), ``"fused"``
-        (one Op with a NumPy forward and backward, :mod:`symrnn.fused`) or
+        (one Op with a NumPy forward and backward, :mod:`symrnn.ops.gru`) or
         ``"auto"`` (``"fused"``).
 
     Returns
@@ -43,7 +43,7 @@ def token_nll(logits, targets, implementation: str = "auto"):
         log_probs = log_softmax(logits, axis=-1)
         # take_along_axis rather than arange indexing: JAX needs static shapes.
         return -pt.take_along_axis(log_probs, targets[:, None], axis=1)[:, 0]
-    from symrnn.fused import softmax_nll
+    from symrnn.ops.gru import softmax_nll
 
     return softmax_nll(logits, targets)
 
@@ -60,7 +60,7 @@ def masked_nll(hidden, W_out, b_out, targets, mask, implementation: str = "auto"
     targets : TensorVariable (T, B) int
     mask : TensorVariable (T, B) float
     implementation : ``"reference"`` (the ``log_softmax`` graph), ``"fused"``
-        (:func:`symrnn.fused.output_layer_nll`: product, softmax and loss in
+        (:func:`symrnn.ops.gru.output_layer_nll`: product, softmax and loss in
         one Op whose backward pass is two matrix products) or ``"auto"``
         (``"fused"``).
 
@@ -80,6 +80,6 @@ def masked_nll(hidden, W_out, b_out, targets, mask, implementation: str = "auto"
     if implementation == "reference":
         nll = token_nll(pt.dot(flat_hidden, W_out) + b_out, flat_targets, "reference")
         return pt.sum(nll * flat_mask), n_tokens
-    from symrnn.fused import output_layer_nll
+    from symrnn.ops.gru import output_layer_nll
 
     return output_layer_nll(flat_hidden, W_out, b_out, flat_targets, flat_mask), n_tokens

@@ -32,7 +32,7 @@ def sample_tokens(logits: np.ndarray, rng: np.random.Generator, temperature: flo
     """
     if temperature == 0:
         return np.argmax(logits, axis=1).astype(np.int32)
-    from symrnn.kernels import sample_rows
+    from symrnn.ops.kernels import sample_rows
 
     logits = np.ascontiguousarray(logits)
     if logits.dtype not in (np.float32, np.float64):

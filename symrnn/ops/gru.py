@@ -711,7 +711,7 @@ class OutputLayerNLL(Op):
         _check_targets(targets, N, V)
         logits = np.matmul(hidden, W)
         if logits.dtype == np.float32:
-            from symrnn import kernels
+            from symrnn.ops import kernels
 
             blocks = _row_blocks(N, V)
             kernel = kernels.softmax_cross_entropy_inplace if blocks > 1 else kernels.softmax_cross_entropy_inplace_serial
@@ -752,7 +752,7 @@ def _row_blocks(N, V):
     worker threads costs more there, and right after a matrix product those
     threads compete with OpenBLAS's, which spin for a while before sleeping.
     """
-    from symrnn import kernels
+    from symrnn.ops import kernels
 
     if N * V < _PARALLEL_LOGITS:
         return 1
@@ -760,7 +760,7 @@ def _row_blocks(N, V):
 
 
 def _softmax_cross_entropy_numpy(logits, b, targets, weights):
-    """:func:`symrnn.kernels.softmax_cross_entropy_inplace` in NumPy (float64 path)."""
+    """:func:`symrnn.ops.kernels.softmax_cross_entropy_inplace` in NumPy (float64 path)."""
     N = logits.shape[0]
     rows = np.arange(N)
     np.add(logits, b, out=logits)

@@ -1,4 +1,4 @@
-"""Tests of symrnn.fused against plain PyTensor graphs and NumPy references."""
+"""Tests of symrnn.ops.gru against plain PyTensor graphs and NumPy references."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pytensor.gradient import NullTypeGradError, disconnected_type, verify_grad
 from pytensor.graph.traversal import ancestors
 from pytensor.link.vm import VMLinker
 
-from symrnn.fused import (
+from symrnn.ops.gru import (
     FusedGRU,
     FusedGRUGrad,
     SoftmaxNLL,

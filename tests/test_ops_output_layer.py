@@ -1,4 +1,4 @@
-"""The fused output layer (symrnn.fused.OutputLayerNLL) and its Numba kernels, against NumPy and log_softmax."""
+"""The fused output layer (symrnn.ops.gru.OutputLayerNLL) and its Numba kernels, against NumPy and log_softmax."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from pytensor.gradient import NullTypeGradError, verify_grad
 from pytensor.link.vm import VMLinker
 
-from symrnn import kernels
+from symrnn.ops import kernels
 from symrnn.backend import compile_mode
-from symrnn.fused import OutputLayerNLL, output_layer_nll
+from symrnn.ops.gru import OutputLayerNLL, output_layer_nll
 from symrnn.losses import masked_nll
 
 CPU = compile_mode("cpu")
@@ -201,14 +201,14 @@ def test_the_parallel_kernel_loaded_from_the_disk_cache_still_runs_on_threads_af
     # loaded as the parallel one by every later process, which ran on one thread.
     serial = (
         "import numpy as np\n"
-        "from symrnn import kernels\n"
+        "from symrnn.ops import kernels\n"
         "kernels.softmax_cross_entropy_inplace_serial(np.zeros((3, 40), np.float32), np.zeros(40, np.float32),"
         " np.zeros(3, np.int32), np.ones(3, np.float32), 1)\n"
     )
     parallel = (
         "import numpy as np, numba\n"
         "numba.config.THREADING_LAYER = 'workqueue'\n"
-        "from symrnn import kernels\n"
+        "from symrnn.ops import kernels\n"
         "kernels.softmax_cross_entropy_inplace(np.zeros((300, 4000), np.float32), np.zeros(4000, np.float32),"
         " np.zeros(300, np.int32), np.ones(300, np.float32), 2)\n"
         "print(numba.threading_layer())\n"

@@ -1,0 +1,1 @@
+"""Fused PyTensor Ops (the GRU layer, the output layer) and their Numba kernels."""
