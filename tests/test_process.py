@@ -46,7 +46,8 @@ import numba, nltk, scipy.special, pytensor, matplotlib.figure, threadpoolctl  #
 before = {"numba": numba.config.THREADING_LAYER, "filters": len(warnings.filters),
           "handlers": len(logging.getLogger().handlers), "level": logging.getLogger().level}
 import symrnn.backend, symrnn.batching, symrnn.cells, symrnn.checkpoint, symrnn.config, symrnn.files
-import symrnn.ops.gru, symrnn.ops.kernels, symrnn.layers, symrnn.losses, symrnn.memory, symrnn.paths
+import symrnn.layers, symrnn.losses, symrnn.memory, symrnn.paths
+import symrnn.ops.gru, symrnn.ops.kernels, symrnn.ops.output_layer
 import symrnn.plotting, symrnn.recurrence, symrnn.sampling, symrnn.text, symrnn.training, symrnn.tutorial
 import symrnn.updates
 import models.language_model
