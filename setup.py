@@ -20,7 +20,7 @@ setup(
     long_description_content_type="text/markdown",
     license="BSD-3-Clause",
     python_requires=">=3.10",
-    packages=["symrnn", "models", "symrnn_scripts"],
+    packages=["symrnn", "symrnn.ops", "models", "symrnn_scripts"],
     package_dir={"symrnn_scripts": "scripts"},
     cmdclass={"build_py": BuildPyWithoutBenchmark},
     install_requires=[

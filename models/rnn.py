@@ -9,8 +9,8 @@ import RNNTheano``. One step, for input word id :math:`x_t`:
 
 with ``U`` (H, V), ``V`` (V, H), ``W`` (H, H) and no biases. The column lookup
 ``U[:, x_t]`` is the input projection (done for all steps at once, outside the
-loop); only ``W s_{t-1}`` is inside it; the output layer and loss are one
-product and a log-softmax after it.
+loop); only ``W s_{t-1}`` is inside it; the output layer and loss come after
+it, as in the other models (:func:`symrnn.losses.masked_nll`, with no bias).
 
 Difference from the original, on purpose: ``bptt_truncate`` truncates the
 recurrent gradient only (``scan``'s ``truncate_gradient``). The original put the
@@ -30,7 +30,7 @@ from pytensor.tensor.special import softmax
 from symrnn import updates as update_rules
 from symrnn.backend import compile_mode
 from symrnn.layers import embed
-from symrnn.losses import token_nll
+from symrnn.losses import masked_nll
 from symrnn.recurrence import recurrent_layer
 
 __all__ = ["RNNTheano"]
@@ -74,9 +74,9 @@ class RNNTheano:
         zeros = pt.zeros((1, self.hidden_dim), dtype=self.dtype)
         projected = embed(self.U.T, ids)  # (T, 1, H): U[:, x_t] for every step
         (states,) = recurrent_layer("rnn", projected, mask, [zeros], self.W.T, truncate_gradient=self.bptt_truncate)
-        logits = pt.dot(states[:, 0, :], self.V.T)
-        probabilities = softmax(logits, axis=-1)
-        cost = pt.sum(token_nll(logits, y))
+        probabilities = softmax(pt.dot(states[:, 0, :], self.V.T), axis=-1)
+        no_bias = pt.zeros((self.word_dim,), dtype=self.dtype)
+        cost, _ = masked_nll(states, self.V.T, no_bias, y[:, None], mask)
         grads = pytensor.grad(cost, self.params)
         self.forward_propagation = pytensor.function([x], probabilities, mode=self.mode)
         self.predict = pytensor.function([x], pt.argmax(probabilities, axis=1), mode=self.mode)

@@ -2,7 +2,7 @@
 
 ``"cpu"`` (default)
     PyTensor's C virtual machine (``cvm`` linker, ``fast_run`` rewrites). With the
-    fused recurrent and loss Ops (:mod:`symrnn.fused`) this was the fastest on
+    fused recurrent and loss Ops (:mod:`symrnn.ops`) this was the fastest on
     CPU in ``scripts/benchmark.py``.
 ``"numba"``
     PyTensor's Numba backend (its default mode in version 3).

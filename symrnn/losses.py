@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytensor.tensor as pt
 from pytensor.tensor.special import log_softmax
 
-__all__ = ["LOSS_IMPLEMENTATIONS", "masked_nll", "token_nll"]
+__all__ = ["LOSS_IMPLEMENTATIONS", "masked_nll"]
 
 LOSS_IMPLEMENTATIONS = ("auto", "reference", "fused")
 
@@ -21,31 +21,6 @@ LOSS_IMPLEMENTATIONS = ("auto", "reference", "fused")
 def _check_loss_implementation(implementation: str) -> None:
     if implementation not in LOSS_IMPLEMENTATIONS:
         raise ValueError(f"implementation must be one of {LOSS_IMPLEMENTATIONS}, not {implementation!r}")
-
-
-def token_nll(logits, targets, implementation: str = "auto"):
-    """Negative log-probability of each target under softmax(logits).
-
-    Parameters
-    ----------
-    logits : TensorVariable (N, V)
-    targets : TensorVariable (N,) int
-    implementation : ``"reference"`` (``log_softmax`` graph), ``"fused"``
-        (one Op with a NumPy forward and backward, :mod:`symrnn.fused`) or
-        ``"auto"`` (``"fused"``).
-
-    Returns
-    -------
-    TensorVariable (N,)
-    """
-    _check_loss_implementation(implementation)
-    if implementation == "reference":
-        log_probs = log_softmax(logits, axis=-1)
-        # take_along_axis rather than arange indexing: JAX needs static shapes.
-        return -pt.take_along_axis(log_probs, targets[:, None], axis=1)[:, 0]
-    from symrnn.fused import softmax_nll
-
-    return softmax_nll(logits, targets)
 
 
 def masked_nll(hidden, W_out, b_out, targets, mask, implementation: str = "auto"):
@@ -60,9 +35,9 @@ def masked_nll(hidden, W_out, b_out, targets, mask, implementation: str = "auto"
     targets : TensorVariable (T, B) int
     mask : TensorVariable (T, B) float
     implementation : ``"reference"`` (the ``log_softmax`` graph), ``"fused"``
-        (:func:`symrnn.fused.output_layer_nll`: product, softmax and loss in
-        one Op whose backward pass is two matrix products) or ``"auto"``
-        (``"fused"``).
+        (:func:`symrnn.ops.output_layer.output_layer_nll`: product, softmax
+        and loss in one Op whose backward pass is two matrix products) or
+        ``"auto"`` (``"fused"``).
 
     Returns
     -------
@@ -78,8 +53,10 @@ def masked_nll(hidden, W_out, b_out, targets, mask, implementation: str = "auto"
     flat_mask = mask.reshape((steps * batch,))
     n_tokens = pt.sum(flat_mask)
     if implementation == "reference":
-        nll = token_nll(pt.dot(flat_hidden, W_out) + b_out, flat_targets, "reference")
+        log_probs = log_softmax(pt.dot(flat_hidden, W_out) + b_out, axis=-1)
+        # take_along_axis rather than arange indexing: JAX needs static shapes.
+        nll = -pt.take_along_axis(log_probs, flat_targets[:, None], axis=1)[:, 0]
         return pt.sum(nll * flat_mask), n_tokens
-    from symrnn.fused import output_layer_nll
+    from symrnn.ops.output_layer import output_layer_nll
 
     return output_layer_nll(flat_hidden, W_out, b_out, flat_targets, flat_mask), n_tokens

@@ -12,7 +12,7 @@ Two implementations compute the same thing:
     every backend (JAX included) and supports truncated backpropagation.
 ``"fused"``
     a single Op with its own NumPy forward and backward loops
-    (:mod:`symrnn.fused`), much faster on CPU. GRU only, full backpropagation
+    (:mod:`symrnn.ops.gru`), much faster on CPU. GRU only, full backpropagation
     only; tests check it against ``"scan"``.
 
 ``"auto"`` picks ``"fused"`` where it applies and ``"scan"`` otherwise.
@@ -87,7 +87,7 @@ def step_layer(
     cell = _cell(cell)
     _check_implementation(implementation)
     if implementation != "scan" and cell.name == "gru":
-        from symrnn.fused import fused_gru
+        from symrnn.ops.gru import fused_gru
 
         every_row = pt.ones((1, projected_t.shape[0]), dtype=projected_t.dtype)
         return (fused_gru(projected_t[None], every_row, states[0], W_h, gate=gate)[0],)
@@ -134,7 +134,7 @@ def recurrent_layer(
     if implementation == "fused" and not fused_applies:
         raise ValueError("the fused implementation supports the GRU with full backpropagation only")
     if implementation in ("auto", "fused") and fused_applies:
-        from symrnn.fused import fused_gru
+        from symrnn.ops.gru import fused_gru
 
         return (fused_gru(projected, mask, initial_states[0], W_h, gate=gate),)
 

@@ -33,7 +33,7 @@ def sample_tokens(logits: np.ndarray, rng: np.random.Generator, temperature: flo
     if temperature * float(np.finfo(np.float32).max) < 1:
         # 0, or so close to it that 1 / temperature is no float32: the limit, greedy.
         return np.argmax(logits, axis=1).astype(np.int32)
-    from symrnn.kernels import sample_rows
+    from symrnn.ops.kernels import sample_rows
 
     logits = np.ascontiguousarray(logits)
     if logits.dtype not in (np.float32, np.float64):

@@ -86,7 +86,7 @@ def test_generation_under_the_jax_backend_restarts_slots_and_samples_what_the_cp
 
 
 def test_the_generation_step_of_a_cpu_gru_runs_the_fused_op_and_equals_the_plain_step():
-    from symrnn.fused import FusedGRU
+    from symrnn.ops.gru import FusedGRU
 
     fast = RNNLanguageModel(V, D, H, num_layers=2, seed=4)
     plain = RNNLanguageModel(V, D, H, num_layers=2, seed=4, implementation="scan")

@@ -21,7 +21,7 @@ def run_probe(tmp_path, code, **env_changes):
 
 KERNEL_RUN = (
     "import numpy as np, numba\n"
-    "from symrnn import kernels\n"
+    "from symrnn.ops import kernels\n"
     "kernels.softmax_cross_entropy_inplace(np.zeros((300, 4000), np.float32), np.zeros(4000, np.float32),"
     " np.zeros(300, np.int32), np.ones(300, np.float32), 2)\n"
 )
@@ -46,7 +46,8 @@ import numba, nltk, scipy.special, pytensor, matplotlib.figure, threadpoolctl  #
 before = {"numba": numba.config.THREADING_LAYER, "filters": len(warnings.filters),
           "handlers": len(logging.getLogger().handlers), "level": logging.getLogger().level}
 import symrnn.backend, symrnn.batching, symrnn.cells, symrnn.checkpoint, symrnn.config, symrnn.files
-import symrnn.fused, symrnn.kernels, symrnn.layers, symrnn.losses, symrnn.memory, symrnn.paths
+import symrnn.layers, symrnn.losses, symrnn.memory, symrnn.paths
+import symrnn.ops.gru, symrnn.ops.kernels, symrnn.ops.output_layer
 import symrnn.plotting, symrnn.recurrence, symrnn.sampling, symrnn.text, symrnn.training, symrnn.tutorial
 import symrnn.updates
 import models.language_model

@@ -1,4 +1,4 @@
-"""Tests of symrnn.fused against plain PyTensor graphs and NumPy references."""
+"""The fused GRU layer (symrnn.ops.gru) against the plain scan graph, NumPy and finite differences."""
 
 from __future__ import annotations
 
@@ -9,23 +9,14 @@ import pytensor
 import pytensor.tensor as pt
 import pytest
 from pytensor.gradient import NullTypeGradError, disconnected_type, verify_grad
-from pytensor.graph.traversal import ancestors
 from pytensor.link.vm import VMLinker
 
-from symrnn.fused import (
-    FusedGRU,
-    FusedGRUGrad,
-    SoftmaxNLL,
-    SoftmaxNLLGrad,
-    fused_gru,
-    log_softmax_reference_nll,
-    softmax_nll,
-)
+from symrnn.ops.gru import FusedGRU, FusedGRUGrad, fused_gru
 
 # MODE, the C-VM linker, is what the project runs the fused Ops under; the main
-# comparisons use it. PY_MODE (Python VM, no C thunks) runs the reference graphs
-# (scan, log_softmax) and the smaller checks: same results, and far less C
-# compilation on a cold PyTensor cache.
+# comparisons use it. PY_MODE (Python VM, no C thunks) runs the reference scan
+# graphs and the smaller checks: same results, and far less C compilation on a
+# cold PyTensor cache.
 MODE = pytensor.compile.mode.Mode(linker="cvm", optimizer="fast_run")
 PY_MODE = pytensor.compile.mode.Mode(linker=VMLinker(use_cloop=False, c_thunks=False), optimizer="fast_run")
 GATES = ["hard_sigmoid", "sigmoid"]
@@ -343,123 +334,3 @@ def test_ops_compare_equal_by_gate():
     assert FusedGRU("sigmoid") != FusedGRU("hard_sigmoid")
     assert FusedGRUGrad("sigmoid") == FusedGRUGrad("sigmoid")
     assert hash(FusedGRU()) == hash(FusedGRU("hard_sigmoid"))
-
-
-# --------------------------------------------------------------------------
-# Softmax cross-entropy
-# --------------------------------------------------------------------------
-
-
-def numpy_nll(logits, targets):
-    logits = np.asarray(logits, dtype=np.float64)
-    m = logits.max(axis=1, keepdims=True)
-    lse = np.log(np.exp(logits - m).sum(axis=1)) + m[:, 0]
-    return lse - logits[np.arange(len(targets)), targets]
-
-
-@functools.lru_cache(maxsize=None)
-def compiled_nll(dtype, target_dtype):
-    """Compiled (fused, reference) functions returning nll and d(sum(nll * g))/d logits."""
-    L = pt.matrix("L", dtype=dtype)
-    y = pt.vector("y", dtype=target_dtype)
-    g = pt.vector("g", dtype=dtype)
-    fns = []
-    for nll, mode in ((softmax_nll(L, y), MODE), (log_softmax_reference_nll(L, y), PY_MODE)):
-        fns.append(pytensor.function([L, y, g], [nll, pt.grad(pt.sum(nll * g), L)], mode=mode))
-    return tuple(fns)
-
-
-@pytest.mark.parametrize("target_dtype", ["int32", "int64"])
-def test_softmax_nll_equals_the_log_softmax_reference_and_numpy_in_float64(target_dtype):
-    rng = np.random.default_rng(20)
-    N, V = 9, 13
-    logits = rng.normal(size=(N, V)) * 3
-    targets = rng.integers(0, V, size=N).astype(target_dtype)
-    g = rng.normal(size=N)
-    fused, ref = compiled_nll("float64", target_dtype)
-    nll, d = fused(logits, targets, g)
-    nll_ref, d_ref = ref(logits, targets, g)
-    np.testing.assert_allclose(nll, numpy_nll(logits, targets), rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(nll, nll_ref, rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(d, d_ref, rtol=1e-12, atol=1e-14)
-    p = np.exp(logits - logits.max(axis=1, keepdims=True))
-    p /= p.sum(axis=1, keepdims=True)
-    p[np.arange(N), targets] -= 1
-    np.testing.assert_allclose(d, p * g[:, None], rtol=1e-12, atol=1e-14)
-
-
-def test_softmax_nll_agrees_with_finite_differences():
-    rng = np.random.default_rng(21)
-    targets = np.array([0, 3, 3, 1])
-    verify_grad(lambda L: softmax_nll(L, targets), [rng.normal(size=(4, 5))], rng=rng, mode=PY_MODE)
-
-
-def test_softmax_nll_is_finite_for_large_logits():
-    logits = np.array([[1000.0, 0.0, -1000.0], [1000.0, 1000.0, 999.0], [-1000.0, -1000.0, -1000.0]])
-    targets = np.array([0, 2, 1])
-    g = np.ones(3)
-    fused, _ = compiled_nll("float64", "int64")
-    nll, d = fused(logits, targets, g)
-    assert np.all(np.isfinite(nll)) and np.all(np.isfinite(d))
-    np.testing.assert_allclose(nll, numpy_nll(logits, targets), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(nll, [0.0, 1 + np.log(2 + np.exp(-1.0)), np.log(3)], rtol=1e-12, atol=1e-12)
-
-
-def test_softmax_nll_keeps_float32():
-    rng = np.random.default_rng(22)
-    N, V = 17, 300
-    logits = (rng.normal(size=(N, V)) * 5).astype("float32")
-    targets = rng.integers(0, V, size=N).astype("int32")
-    g = rng.normal(size=N).astype("float32")
-    L = pt.matrix("L", dtype="float32")
-    nll_sym = softmax_nll(L, targets)
-    d_sym = pt.grad(pt.sum(nll_sym * g), L)
-    assert nll_sym.dtype == "float32" and d_sym.dtype == "float32"
-    fused, ref = compiled_nll("float32", "int32")
-    nll, d = fused(logits, targets, g)
-    assert nll.dtype == np.float32 and d.dtype == np.float32
-    nll_ref, d_ref = ref(logits, targets, g)
-    np.testing.assert_allclose(nll, numpy_nll(logits, targets), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(d, d_ref, rtol=1e-4, atol=1e-6)
-
-
-def test_softmax_nll_handles_many_row_blocks():
-    rng = np.random.default_rng(23)
-    N, V = 70, 2000  # 2000 float64 per row: 16 rows per block, 5 blocks
-    logits = rng.normal(size=(N, V))
-    targets = rng.integers(0, V, size=N)
-    g = rng.normal(size=N)
-    fused, ref = compiled_nll("float64", "int64")
-    for got, want in zip(fused(logits, targets, g), ref(logits, targets, g)):
-        np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-14)
-
-
-def test_softmax_nll_grad_op_computes_the_logsumexp_itself_when_not_given():
-    rng = np.random.default_rng(24)
-    logits = rng.normal(size=(5, 7))
-    targets = rng.integers(0, 7, size=5)
-    g = rng.normal(size=5)
-    d = pytensor.function([], SoftmaxNLLGrad()(logits, targets, g), mode=PY_MODE)()
-    d_ref = compiled_nll("float64", "int64")[1](logits, targets, g)[1]
-    np.testing.assert_allclose(d, d_ref, rtol=1e-12, atol=1e-14)
-
-
-def test_softmax_nll_rejects_bad_targets():
-    L = pt.matrix("L")
-    with pytest.raises(TypeError, match="integer"):
-        softmax_nll(L, pt.vector("y"))
-    f = pytensor.function([L, (y := pt.lvector("y"))], softmax_nll(L, y), mode=PY_MODE)
-    with pytest.raises(ValueError, match="targets"):
-        f(np.zeros((2, 3)), np.array([0, 3]))
-    with pytest.raises(ValueError, match="targets"):
-        f(np.zeros((2, 3)), np.array([-1, 0]))
-
-
-def test_softmax_nll_targets_get_no_gradient_and_the_reference_is_plain_graph():
-    L, y = pt.matrix("L"), pt.lvector("y")
-    nll = softmax_nll(L, y)
-    assert isinstance(nll.owner.op, SoftmaxNLL)
-    with pytest.raises(pytensor.gradient.DisconnectedInputError):
-        pt.grad(nll.sum(), y)
-    ref = log_softmax_reference_nll(L, y)
-    assert not any(isinstance(v.owner.op, SoftmaxNLL) for v in ancestors([ref]) if v.owner)

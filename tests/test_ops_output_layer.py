@@ -1,4 +1,4 @@
-"""The fused output layer (symrnn.fused.OutputLayerNLL) and its Numba kernels, against NumPy and log_softmax."""
+"""The fused output layer (symrnn.ops.output_layer.OutputLayerNLL) against NumPy and the log_softmax graph."""
 
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ import pytest
 from pytensor.gradient import NullTypeGradError, verify_grad
 from pytensor.link.vm import VMLinker
 
-from symrnn import kernels
 from symrnn.backend import compile_mode
-from symrnn.fused import OutputLayerNLL, output_layer_nll
 from symrnn.losses import masked_nll
+from symrnn.ops.output_layer import OutputLayerNLL, output_layer_nll
 
 CPU = compile_mode("cpu")
 PY_MODE = pytensor.compile.mode.Mode(linker=VMLinker(use_cloop=False, c_thunks=False), optimizer="fast_run")
@@ -57,18 +56,6 @@ def compiled(dtype, mode_name):
     return pytensor.function([h, W, b, y, w], [total, *pt.grad(total, [h, W, b])], mode=mode)
 
 
-def test_the_exp_kernel_is_within_two_float32_ulps_of_exp_on_the_whole_useful_range():
-    x = np.linspace(-87.0, 0.0, 200_001).astype(np.float32)
-    got = x.copy()
-    kernels.exp_shifted_inplace(got, np.float32(0.0), np.empty(len(x), dtype=np.int32))
-    want = np.exp(x.astype(np.float64))
-    assert np.max(np.abs(got - want) / want) < 2.5e-7
-    shifted = np.array([3.0, 2.0, -200.0], dtype=np.float32)
-    kernels.exp_shifted_inplace(shifted, np.float32(3.0), np.empty(3, dtype=np.int32))
-    np.testing.assert_allclose(shifted[:2], [1.0, np.exp(-1.0)], rtol=2e-7)
-    assert shifted[2] == 0.0  # below the range: exactly zero, never inf or nan
-
-
 @pytest.mark.parametrize("mode_name", ["cpu", "python"])
 def test_the_float64_output_layer_equals_numpy_loss_and_gradients(mode_name):
     rng = np.random.default_rng(0)
@@ -76,6 +63,15 @@ def test_the_float64_output_layer_equals_numpy_loss_and_gradients(mode_name):
     got = compiled("float64", mode_name)(*inputs)
     for value, want in zip(got, numpy_output_layer(*inputs)):
         np.testing.assert_allclose(value, want, rtol=1e-12, atol=1e-13)
+
+
+def test_the_float64_output_layer_handles_many_row_blocks():
+    rng = np.random.default_rng(23)
+    # 2000 float64 per row: the logsumexp runs in blocks of 16 rows, 5 blocks here.
+    inputs = random_layer(rng, 70, 6, 2000, "float64", masked_rows=(5, 40))
+    got = compiled("float64", "cpu")(*inputs)
+    for value, want in zip(got, numpy_output_layer(*inputs)):
+        np.testing.assert_allclose(value, want, rtol=1e-11, atol=1e-13)
 
 
 @pytest.mark.parametrize(
@@ -189,33 +185,3 @@ def test_a_non_finite_logit_makes_the_loss_non_finite_so_training_skips_the_step
     assert not np.isfinite(got[0])
     weights[:] = 0  # every row masked: nothing is read, the loss is 0
     assert compiled("float32", "cpu")(hidden, W, b, targets, weights)[0] == 0
-
-
-def test_the_parallel_kernel_loaded_from_the_disk_cache_still_runs_on_threads_after_the_serial_one_compiled_first(tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    # Numba's disk cache keys code by function name and signature, not by
-    # parallel=: with one name for both, the serial kernel compiled first was
-    # loaded as the parallel one by every later process, which ran on one thread.
-    serial = (
-        "import numpy as np\n"
-        "from symrnn import kernels\n"
-        "kernels.softmax_cross_entropy_inplace_serial(np.zeros((3, 40), np.float32), np.zeros(40, np.float32),"
-        " np.zeros(3, np.int32), np.ones(3, np.float32), 1)\n"
-    )
-    parallel = (
-        "import numpy as np, numba\n"
-        "numba.config.THREADING_LAYER = 'workqueue'\n"
-        "from symrnn import kernels\n"
-        "kernels.softmax_cross_entropy_inplace(np.zeros((300, 4000), np.float32), np.zeros(4000, np.float32),"
-        " np.zeros(300, np.int32), np.ones(300, np.float32), 2)\n"
-        "print(numba.threading_layer())\n"
-    )
-    env = dict(os.environ)
-    env["NUMBA_CACHE_DIR"] = str(tmp_path / "numba-cache")
-    for name, code in (("serial.py", serial), ("parallel.py", parallel), ("parallel_again.py", parallel)):
-        (tmp_path / name).write_text(code)
-        out = subprocess.run([sys.executable, str(tmp_path / name)], capture_output=True, text=True, env=env, check=True)
-    assert out.stdout.split()[-1] == "workqueue"

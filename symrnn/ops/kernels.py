@@ -1,4 +1,4 @@
-r"""Numba kernels behind :class:`symrnn.fused.OutputLayerNLL` (float32) and sampling.
+r"""Numba kernels behind :class:`symrnn.ops.output_layer.OutputLayerNLL` (float32) and sampling.
 
 The output layer's softmax over V = 8000 words is the costliest elementwise
 work of a training step, and NumPy's ``exp`` takes about 3 ns per float32

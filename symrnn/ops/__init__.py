@@ -1,0 +1,26 @@
+"""Fused PyTensor Ops that replace slow generic graphs on the CPU.
+
+PyTensor's ``scan`` is slow on CPU, above all its gradient, and
+``pytensor.tensor.special.log_softmax`` runs as a Python Op under the C-VM
+linker. The Ops here compute the same things with vectorised NumPy and Numba
+``perform`` methods, and their gradients are again fused Ops. Tests check each
+against the plain graph (``scan``, ``log_softmax``) and float64 NumPy.
+
+Modules
+-------
+:mod:`symrnn.ops.gru`
+    :func:`~symrnn.ops.gru.fused_gru`: a whole GRU layer over all time steps,
+    with padding mask (Ops ``FusedGRU`` and ``FusedGRUGrad``); used by
+    :mod:`symrnn.recurrence`.
+:mod:`symrnn.ops.output_layer`
+    :func:`~symrnn.ops.output_layer.output_layer_nll`: ``hidden @ W + b``, its
+    softmax and the masked summed cross-entropy in one Op whose backward pass
+    is two matrix products (Op ``OutputLayerNLL``); used by :mod:`symrnn.losses`.
+:mod:`symrnn.ops.kernels`
+    The Numba kernels (NumPy and Numba only, no PyTensor): the output layer's
+    float32 softmax and the sampler of :mod:`symrnn.sampling`.
+:mod:`symrnn.ops.checks`
+    Input checks the Ops share.
+
+Import the modules themselves; this package re-exports nothing.
+"""
