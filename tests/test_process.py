@@ -46,8 +46,8 @@ import numba, nltk, scipy.special, pytensor, matplotlib.figure, threadpoolctl  #
 before = {"numba": numba.config.THREADING_LAYER, "filters": len(warnings.filters),
           "handlers": len(logging.getLogger().handlers), "level": logging.getLogger().level}
 import symrnn.backend, symrnn.batching, symrnn.cells, symrnn.checkpoint, symrnn.config, symrnn.files
-import symrnn.fused, symrnn.kernels, symrnn.layers, symrnn.losses, symrnn.memory, symrnn.paths
-import symrnn.plotting, symrnn.recurrence, symrnn.sampling, symrnn.text, symrnn.training, symrnn.tutorial
+import symrnn.fused, symrnn.kernels, symrnn.layers, symrnn.legacy, symrnn.losses, symrnn.memory, symrnn.npz, symrnn.paths
+import symrnn.plotting, symrnn.recurrence, symrnn.sampling, symrnn.text, symrnn.training
 import symrnn.updates
 import models.language_model
 model = models.language_model.RNNLanguageModel(20, 4, 5, num_layers=1)
