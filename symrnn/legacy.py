@@ -126,7 +126,9 @@ def closest_layout_hint(keys: Collection[str]) -> str:
     keys = set(keys)
     title, names = max(
         ((_LAYOUT_TITLES[layout], set(names)) for layout, names in _LAYOUT_NAMES.items()),
-        key=lambda item: len(keys & item[1]) - len(keys - item[1]),
+        # Names missing count against a layout too: otherwise the GRU's six names, a superset of
+        # the RNN's three, would always score at least as high and the RNN would never be named.
+        key=lambda item: len(keys & item[1]) - len(keys - item[1]) - len(item[1] - keys),
     )
     if len(keys & names) < 2:
         return ""

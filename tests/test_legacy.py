@@ -141,6 +141,13 @@ def test_a_tutorial_gru_file_with_an_extra_key_gives_a_clear_error(tmp_path):
     assert "extra ['extra']" in message
 
 
+
+def test_a_tutorial_rnn_file_with_an_extra_key_is_named_closest_to_the_rnn_layout(tmp_path):
+    path = tmp_path / "rnn.npz"
+    np.savez(path, extra=np.ones(2, np.float32), **rnn_arrays())
+    message = assert_fails_and_unchanged(path, match="unknown layout: keys")
+    assert "closest: tutorial RNN layout, extra ['extra']" in message
+
 @pytest.mark.parametrize(
     "name, shape",
     [("U", (6, 4, 5)), ("W", (5, 4, 4)), ("V", (WORDS, 5)), ("b", (4,)), ("c", (WORDS + 1,))],
@@ -172,8 +179,10 @@ def test_inconsistent_tutorial_rnn_shapes_give_a_clear_error(tmp_path, name, sha
     assert repr(name) in message
 
 
-def test_closest_layout_hint_names_what_is_missing_and_extra_or_nothing_when_too_far():
+def test_closest_layout_hint_names_the_nearer_layout_what_is_missing_and_extra_or_nothing_when_too_far():
     assert closest_layout_hint({"E", "U", "W", "V", "b"}) == " (closest: tutorial GRU layout, missing ['c'])"
+    assert closest_layout_hint({"U", "V", "W", "x"}) == " (closest: tutorial RNN layout, extra ['x'])"
+    assert closest_layout_hint({"U", "V"}) == " (closest: tutorial RNN layout, missing ['W'])"
     assert closest_layout_hint({"U", "alpha"}) == ""
 
 
