@@ -5,8 +5,8 @@ import GRUTheano``: same constructor, same attributes (``E, U, W, V, b, c``
 shared variables of the same shapes), same methods. The graph is built from
 symrnn's library pieces, so it is the same model as
 :class:`models.language_model.RNNLanguageModel` with ``cell="gru"``,
-``num_layers=2``, ``gate="hard_sigmoid"``; :func:`tutorial_to_library` and
-:func:`library_to_tutorial` convert parameter values between the two layouts:
+``num_layers=2``, ``gate="hard_sigmoid"``; :func:`symrnn.legacy.tutorial_to_library` and
+:func:`symrnn.legacy.library_to_tutorial` convert parameter values between the two layouts:
 
 =========================  =========================================
 tutorial                   library
@@ -28,7 +28,7 @@ the second layer's, and the parameter order (and ``bptt``'s) is ``E, U_in, U, W,
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import pytensor
@@ -37,89 +37,13 @@ from pytensor.tensor.special import softmax
 
 from symrnn import updates as update_rules
 from symrnn.backend import compile_mode
+from symrnn.legacy import gru_library_terms
 from symrnn.losses import masked_nll
 from symrnn.layers import project
 
 from models.language_model import one_step, stacked_states
 
-__all__ = ["GRUTheano", "library_to_tutorial", "tutorial_to_library"]
-
-
-def _blocks(tensor, start):
-    """``[T[start].T | T[start+1].T | T[start+2].T]`` for a (k, H, X) tensor (NumPy or symbolic)."""
-    parts = [tensor[start + i].T for i in range(3)]
-    if isinstance(tensor, np.ndarray):
-        return np.concatenate(parts, axis=1)
-    return pt.concatenate(parts, axis=1)
-
-
-def _bias(b, start):
-    parts = [b[start + i] for i in range(3)]
-    return np.concatenate(parts) if isinstance(b, np.ndarray) else pt.concatenate(parts)
-
-
-def _library_params(E, U, W, V, b, c, U_in=None) -> dict:
-    """Library-named parameters as expressions (or arrays) of the tutorial's."""
-    first_input, second = (U_in, 0) if U_in is not None else (U, 3)
-    return {
-        "embedding": E.T,
-        "layer0/W_x": _blocks(first_input, 0),
-        "layer0/W_h": _blocks(W, 0),
-        "layer0/b": _bias(b, 0),
-        "layer1/W_x": _blocks(U, 3 if U_in is None else 0),
-        "layer1/W_h": _blocks(W, 3),
-        "layer1/b": _bias(b, 3),
-        "output/W": V.T,
-        "output/b": c,
-    }
-
-
-def tutorial_to_library(E, U, W, V, b, c, U_in=None) -> "OrderedDict[str, np.ndarray]":
-    """Convert tutorial-layout parameter arrays to :class:`RNNLanguageModel` names.
-
-    Parameters
-    ----------
-    E : ndarray (D, V)
-    U : ndarray (6, H, H) (or (3, H, H) with ``U_in``)
-    W : ndarray (6, H, H)
-    V : ndarray (V, H)
-    b : ndarray (6, H)
-    c : ndarray (V,)
-    U_in : ndarray (3, H, D), optional
-
-    Returns
-    -------
-    OrderedDict name -> ndarray (contiguous copies)
-    """
-    arrays = [np.asarray(a) for a in (E, U, W, V, b, c)]
-    values = _library_params(*arrays, U_in=None if U_in is None else np.asarray(U_in))
-    order = ["embedding", "layer0/W_x", "layer0/W_h", "layer0/b", "layer1/W_x", "layer1/W_h", "layer1/b", "output/W", "output/b"]
-    return OrderedDict((name, np.ascontiguousarray(values[name])) for name in order)
-
-
-def library_to_tutorial(values: Mapping[str, np.ndarray]) -> "OrderedDict[str, np.ndarray]":
-    """Convert a two-layer GRU's library-named values to the tutorial's ``E, U, W, V, b, c``.
-
-    Requires embedding size == hidden size (the tutorial's layout).
-
-    Returns
-    -------
-    OrderedDict with E (H, V), U (6, H, H), W (6, H, H), V (V, H), b (6, H), c (V,)
-    """
-    hidden = values["layer0/W_h"].shape[0]
-    if values["embedding"].shape[1] != hidden:
-        raise ValueError("the tutorial's file layout needs embedding_dim == hidden_dim")
-
-    def split(matrix):  # (X, 3H) -> (3, H, X)
-        return np.stack([matrix[:, i * hidden : (i + 1) * hidden].T for i in range(3)])
-
-    U = np.concatenate([split(values["layer0/W_x"]), split(values["layer1/W_x"])])
-    W = np.concatenate([split(values["layer0/W_h"]), split(values["layer1/W_h"])])
-    b = np.concatenate([values["layer0/b"].reshape(3, hidden), values["layer1/b"].reshape(3, hidden)])
-    return OrderedDict(
-        E=np.ascontiguousarray(values["embedding"].T), U=U, W=W,
-        V=np.ascontiguousarray(values["output/W"].T), b=b, c=np.array(values["output/b"]),
-    )
+__all__ = ["GRUTheano"]
 
 
 class GRUTheano:
@@ -171,7 +95,7 @@ class GRUTheano:
         self.__theano_build__()
 
     def _library(self) -> dict:
-        return _library_params(self.E, self.U, self.W, self.V, self.b, self.c, U_in=self.U_in)
+        return gru_library_terms(self.E, self.U, self.W, self.V, self.b, self.c, U_in=self.U_in, concatenate=pt.concatenate)
 
     def __theano_build__(self):
         x = pt.ivector("x")

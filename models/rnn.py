@@ -29,6 +29,9 @@ from pytensor.tensor.special import softmax
 
 from symrnn import updates as update_rules
 from symrnn.backend import compile_mode
+from symrnn.checkpoint import load_checkpoint
+from symrnn.errors import CheckpointError
+from symrnn.legacy import RNN_NAMES
 from symrnn.layers import embed
 from symrnn.losses import masked_nll
 from symrnn.recurrence import recurrent_layer
@@ -101,27 +104,27 @@ class RNNTheano:
 
     def load(self, path):
         """Set U, V, W from a part-2 model file (keys U, V, W) or fail with CheckpointError."""
-        from symrnn.checkpoint import load_checkpoint
-        from symrnn.errors import CheckpointError
-
-        checkpoint = load_checkpoint(path, expected_shapes={"U": self.U.get_value().shape, "V": self.V.get_value().shape, "W": self.W.get_value().shape})
-        if checkpoint.layout != "tutorial-rnn":
-            raise CheckpointError(f"{path}: holds a {checkpoint.layout} model, not the tutorial's part 2 RNN (U, V, W)")
-        for name in ("U", "V", "W"):
-            getattr(self, name).set_value(checkpoint.params[name].astype(self.dtype))
+        shapes = {name: getattr(self, name).get_value().shape for name in RNN_NAMES}
+        self._set_values(_part2_params(path, expected_shapes=shapes))
         return self
 
     @classmethod
     def from_file(cls, path, bptt_truncate=4, dtype=None):
         """A model sized and filled from a part-2 file (the tutorial's ``load_model_parameters_theano``)."""
-        from symrnn.checkpoint import load_checkpoint
-        from symrnn.errors import CheckpointError
-
-        checkpoint = load_checkpoint(path)
-        if checkpoint.layout != "tutorial-rnn":
-            raise CheckpointError(f"{path}: holds a {checkpoint.layout} model, not the tutorial's part 2 RNN (U, V, W)")
-        hidden_dim, word_dim = checkpoint.params["U"].shape
+        params = _part2_params(path)
+        hidden_dim, word_dim = params["U"].shape
         model = cls(word_dim, hidden_dim=hidden_dim, bptt_truncate=bptt_truncate, dtype=dtype)
-        for name in ("U", "V", "W"):
-            getattr(model, name).set_value(checkpoint.params[name].astype(model.dtype))
+        model._set_values(params)
         return model
+
+    def _set_values(self, params):
+        for name in RNN_NAMES:
+            getattr(self, name).set_value(params[name].astype(self.dtype))
+
+
+def _part2_params(path, expected_shapes=None) -> dict:
+    """The U, V, W of a part-2 model file (see :mod:`symrnn.legacy`), or a CheckpointError."""
+    checkpoint = load_checkpoint(path, expected_shapes=expected_shapes)
+    if checkpoint.layout != "tutorial-rnn":
+        raise CheckpointError(f"{path}: holds a {checkpoint.layout} model, not the tutorial's part 2 RNN (U, V, W)")
+    return checkpoint.params

@@ -179,7 +179,7 @@ class Run:
 
     # ------------------------------------------------------------------ setup
     def load_data(self):
-        from symrnn.tutorial import reading_line, statistics_lines
+        from models.tutorial import reading_line, statistics_lines
 
         s = self.settings
         path = resolve_corpus_path(s)

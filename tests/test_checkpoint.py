@@ -1,101 +1,28 @@
-"""Tests of symrnn.checkpoint: atomic, exact-path saving and strict loading."""
+"""Tests of symrnn.checkpoint: the symrnn checkpoint saved at exactly its path and loaded strictly."""
 
 from __future__ import annotations
 
 import io
 import os
-import pickle
-import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from symrnn import checkpoint as ckpt_module
-from symrnn.checkpoint import (
-    Checkpoint,
-    load_checkpoint,
-    read_settings_only,
-    save_checkpoint,
-    save_tutorial_model,
-)
+from symrnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from symrnn.errors import CheckpointError
-
-REAL_PART2_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "rnnlm-part2-trained-model-theano.npz"
-
-VOCABULARY = ["<MASK/>", "UNKNOWN_TOKEN", "SENTENCE_START", "SENTENCE_END", "the", "café", "naïve", "日本語", "Ωmega", ""]
-HIDDEN = 4
-WORDS = len(VOCABULARY)
-
-
-def _params(dtype=np.float32, seed=0):
-    rng = np.random.default_rng(seed)
-    return {
-        "E": rng.uniform(-1, 1, (HIDDEN, WORDS)).astype(dtype),
-        "gru0/U": rng.uniform(-1, 1, (3, HIDDEN, HIDDEN)).astype(dtype),
-        "W_x_0": rng.uniform(-1, 1, (HIDDEN, HIDDEN)).astype(dtype),
-        "c": np.zeros(WORDS, dtype=dtype),
-    }
-
-
-def _gru_arrays(hidden=HIDDEN, words=WORDS, dtype=np.float32, seed=1):
-    rng = np.random.default_rng(seed)
-    return {
-        "E": rng.uniform(-1, 1, (hidden, words)).astype(dtype),
-        "U": rng.uniform(-1, 1, (6, hidden, hidden)).astype(dtype),
-        "W": rng.uniform(-1, 1, (6, hidden, hidden)).astype(dtype),
-        "V": rng.uniform(-1, 1, (words, hidden)).astype(dtype),
-        "b": np.zeros((6, hidden), dtype=dtype),
-        "c": np.zeros(words, dtype=dtype),
-    }
-
-
-def _rnn_arrays(hidden=3, words=7, dtype=np.float32):
-    rng = np.random.default_rng(2)
-    return {
-        "U": rng.uniform(-1, 1, (hidden, words)).astype(dtype),
-        "V": rng.uniform(-1, 1, (words, hidden)).astype(dtype),
-        "W": rng.uniform(-1, 1, (hidden, hidden)).astype(dtype),
-    }
-
-
-def _full_checkpoint(path, **overrides):
-    kwargs = dict(
-        vocabulary=VOCABULARY,
-        settings={"hidden_dim": HIDDEN, "word_dim": WORDS, "learning_rate": 0.001, "name": "modèle", "layers": [1, 2]},
-        optimizer_state={"E/cache": np.ones((HIDDEN, WORDS), np.float32), "step": np.int64(7)},
-        training_state={
-            "epoch": np.array(3, dtype=np.int64),
-            "position": np.array(1234, dtype=np.int64),
-            "rng_state": np.array([2**64 - 1, 0, 12345, 99], dtype=np.uint64),
-        },
-    )
-    kwargs.update(overrides)
-    return save_checkpoint(path, _params(), **kwargs)
-
-
-def _write_savez(path, **arrays):
-    """Write an .npz at exactly `path` the way a foreign tool would."""
-    with open(path, "wb") as handle:
-        np.savez(handle, **arrays)
-
-
-def _assert_fails_and_unchanged(path, match=None, **load_kwargs):
-    """Loading `path` raises a one-line CheckpointError and changes nothing."""
-    path = Path(path)
-    before_bytes = path.read_bytes() if path.is_file() else None
-    before_listing = sorted(os.listdir(path.parent))
-    with pytest.raises(CheckpointError, match=match) as info:
-        load_checkpoint(path, **load_kwargs)
-    message = str(info.value)
-    assert "\n" not in message
-    assert str(path) in message
-    if before_bytes is not None:
-        assert path.read_bytes() == before_bytes
-    assert sorted(os.listdir(path.parent)) == before_listing
-    return message
+from symrnn.legacy import save_tutorial_model
+from tests.model_files import (
+    HIDDEN,
+    VOCABULARY,
+    WORDS,
+    assert_fails_and_unchanged,
+    full_checkpoint,
+    gru_arrays,
+    sample_params,
+    write_savez,
+)
 
 
 # --------------------------------------------------------------------------
@@ -105,15 +32,15 @@ def _assert_fails_and_unchanged(path, match=None, **load_kwargs):
 
 def test_a_full_checkpoint_round_trips_every_part(tmp_path):
     path = tmp_path / "model.npz"
-    written = _full_checkpoint(path)
+    written = full_checkpoint(path)
     assert written == str(path)
 
     loaded = load_checkpoint(path)
     assert isinstance(loaded, Checkpoint)
     assert loaded.layout == "symrnn"
     assert loaded.path == str(path)
-    assert list(loaded.params) == list(_params())
-    for name, array in _params().items():
+    assert list(loaded.params) == list(sample_params())
+    for name, array in sample_params().items():
         assert loaded.params[name].dtype == np.float32
         np.testing.assert_array_equal(loaded.params[name], array)
     assert loaded.vocabulary == VOCABULARY
@@ -131,14 +58,14 @@ def test_a_full_checkpoint_round_trips_every_part(tmp_path):
 
 def test_float64_parameters_stay_float64(tmp_path):
     path = tmp_path / "model.npz"
-    save_checkpoint(path, _params(np.float64))
+    save_checkpoint(path, sample_params(np.float64))
     loaded = load_checkpoint(path, expected_dtype=np.float64)
     assert all(array.dtype == np.float64 for array in loaded.params.values())
 
 
 def test_the_vocabulary_is_stored_as_a_unicode_array_and_nothing_is_pickled(tmp_path):
     path = tmp_path / "model.npz"
-    _full_checkpoint(path)
+    full_checkpoint(path)
     with np.load(path, allow_pickle=False) as npz:
         assert npz["vocabulary"].dtype.kind == "U"
         assert npz["vocabulary"].ndim == 1
@@ -161,19 +88,19 @@ def test_a_checkpoint_without_optional_parts_loads_with_empty_defaults(tmp_path)
 
 def test_an_empty_vocabulary_round_trips_as_an_empty_list(tmp_path):
     path = tmp_path / "model.npz"
-    save_checkpoint(path, _params(), vocabulary=[])
+    save_checkpoint(path, sample_params(), vocabulary=[])
     assert load_checkpoint(path).vocabulary == []
 
 
 def test_numpy_scalars_and_tuples_in_settings_are_saved_as_json(tmp_path):
     path = tmp_path / "model.npz"
-    save_checkpoint(path, _params(), settings={"hidden": np.int64(4), "lr": np.float32(0.5), "shape": (1, 2)})
-    assert read_settings_only(path) == {"hidden": 4, "lr": 0.5, "shape": [1, 2]}
+    save_checkpoint(path, sample_params(), settings={"hidden": np.int64(4), "lr": np.float32(0.5), "shape": (1, 2)})
+    assert load_checkpoint(path).settings == {"hidden": 4, "lr": 0.5, "shape": [1, 2]}
 
 
 def test_exactly_the_given_path_is_written_even_with_a_dat_suffix(tmp_path):
     path = tmp_path / "weights.dat"
-    assert save_checkpoint(path, _params()) == str(path)
+    assert save_checkpoint(path, sample_params()) == str(path)
     assert os.listdir(tmp_path) == ["weights.dat"]
     assert not (tmp_path / "weights.dat.npz").exists()
     assert load_checkpoint(path).layout == "symrnn"
@@ -181,31 +108,31 @@ def test_exactly_the_given_path_is_written_even_with_a_dat_suffix(tmp_path):
 
 def test_a_path_without_any_suffix_is_written_as_given(tmp_path):
     path = tmp_path / "model"
-    save_checkpoint(str(path), _params())
+    save_checkpoint(str(path), sample_params())
     assert os.listdir(tmp_path) == ["model"]
 
 
 def test_saving_again_replaces_the_previous_file(tmp_path):
     path = tmp_path / "model.npz"
-    save_checkpoint(path, _params(seed=0))
-    save_checkpoint(path, _params(seed=5))
-    np.testing.assert_array_equal(load_checkpoint(path).params["E"], _params(seed=5)["E"])
+    save_checkpoint(path, sample_params(seed=0))
+    save_checkpoint(path, sample_params(seed=5))
+    np.testing.assert_array_equal(load_checkpoint(path).params["E"], sample_params(seed=5)["E"])
     assert os.listdir(tmp_path) == ["model.npz"]
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
 def test_a_replaced_file_keeps_its_permissions(tmp_path):
     path = tmp_path / "model.npz"
-    save_checkpoint(path, _params())
+    save_checkpoint(path, sample_params())
     os.chmod(path, 0o640)
-    save_checkpoint(path, _params(seed=3))
+    save_checkpoint(path, sample_params(seed=3))
     assert (os.stat(path).st_mode & 0o777) == 0o640
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
 def test_a_new_file_gets_the_usual_permissions_not_those_of_a_temporary_file(tmp_path):
     path = tmp_path / "model.npz"
-    save_checkpoint(path, _params())
+    save_checkpoint(path, sample_params())
     umask = os.umask(0o022)
     os.umask(umask)
     assert (os.stat(path).st_mode & 0o777) == (0o666 & ~umask)
@@ -213,99 +140,12 @@ def test_a_new_file_gets_the_usual_permissions_not_those_of_a_temporary_file(tmp
 
 def test_saving_and_loading_print_nothing(tmp_path, capsys):
     path = tmp_path / "model.npz"
-    _full_checkpoint(path)
+    full_checkpoint(path)
     load_checkpoint(path)
     with pytest.raises(CheckpointError):
         load_checkpoint(tmp_path / "missing.npz")
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
-
-
-# --------------------------------------------------------------------------
-# Atomic writing
-# --------------------------------------------------------------------------
-
-
-def test_a_failure_mid_write_leaves_the_previous_file_byte_identical_and_no_temp_files(tmp_path, monkeypatch):
-    path = tmp_path / "model.npz"
-    _full_checkpoint(path)
-    before = path.read_bytes()
-    real_savez = np.savez
-
-    def failing_savez(file, *args, **kwargs):
-        file.write(b"PK\x03\x04partial")
-        real_savez(io.BytesIO(), *args, **kwargs)
-        file.write(b"more partial bytes")
-        raise RuntimeError("simulated crash mid-write")
-
-    monkeypatch.setattr(np, "savez", failing_savez)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        save_checkpoint(path, _params(seed=9), vocabulary=["a"])
-    monkeypatch.undo()
-
-    assert path.read_bytes() == before
-    assert os.listdir(tmp_path) == ["model.npz"]
-    np.testing.assert_array_equal(load_checkpoint(path).params["E"], _params()["E"])
-
-
-def test_a_disk_error_mid_write_is_a_checkpoint_error_and_changes_nothing(tmp_path, monkeypatch):
-    path = tmp_path / "model.npz"
-    _full_checkpoint(path)
-    before = path.read_bytes()
-
-    def full_disk(file, *args, **kwargs):
-        file.write(b"PK\x03\x04")
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(np, "savez", full_disk)
-    with pytest.raises(CheckpointError, match="No space left on device") as info:
-        save_checkpoint(path, _params(seed=9))
-    assert "\n" not in str(info.value)
-    assert path.read_bytes() == before
-    assert os.listdir(tmp_path) == ["model.npz"]
-
-
-def test_a_failed_rename_removes_the_temporary_file(tmp_path, monkeypatch):
-    path = tmp_path / "model.npz"
-
-    def failing_replace(src, dst):
-        raise PermissionError(13, "Permission denied")
-
-    monkeypatch.setattr(ckpt_module.os, "replace", failing_replace)
-    with pytest.raises(CheckpointError, match="Permission denied"):
-        save_checkpoint(path, _params())
-    monkeypatch.undo()
-    assert os.listdir(tmp_path) == []
-
-
-def test_the_temporary_file_lives_in_the_target_directory(tmp_path, monkeypatch):
-    path = tmp_path / "model.npz"
-    seen = []
-    real_replace = os.replace
-
-    def spying_replace(src, dst):
-        seen.append((os.path.dirname(os.path.abspath(src)), os.fspath(dst)))
-        assert os.path.basename(src).endswith(".tmp")
-        return real_replace(src, dst)
-
-    monkeypatch.setattr(ckpt_module.os, "replace", spying_replace)
-    save_checkpoint(path, _params())
-    assert seen == [(str(tmp_path), str(path))]
-
-
-def test_a_missing_directory_is_an_error_and_is_not_created(tmp_path):
-    path = tmp_path / "no" / "such" / "model.npz"
-    with pytest.raises(CheckpointError, match="does not exist") as info:
-        save_checkpoint(path, _params())
-    assert "\n" not in str(info.value)
-    assert not (tmp_path / "no").exists()
-    with pytest.raises(CheckpointError, match="does not exist"):
-        save_tutorial_model(path, **_gru_arrays())
-
-
-def test_saving_onto_a_directory_is_an_error(tmp_path):
-    with pytest.raises(CheckpointError, match="is a directory"):
-        save_checkpoint(tmp_path, _params())
 
 
 # --------------------------------------------------------------------------
@@ -315,7 +155,7 @@ def test_saving_onto_a_directory_is_an_error(tmp_path):
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_saving_non_finite_parameters_is_refused_and_writes_nothing(tmp_path, bad):
-    params = _params()
+    params = sample_params()
     params["E"][0, 0] = bad
     with pytest.raises(CheckpointError, match="NaN or infinite"):
         save_checkpoint(tmp_path / "model.npz", params)
@@ -342,7 +182,7 @@ def test_saving_invalid_names_is_refused(tmp_path, name):
 
 def test_saving_object_arrays_in_training_state_is_a_type_error(tmp_path):
     with pytest.raises(TypeError, match="nothing is pickled"):
-        save_checkpoint(tmp_path / "model.npz", _params(), training_state={"rng": np.array([{"a": 1}], dtype=object)})
+        save_checkpoint(tmp_path / "model.npz", sample_params(), training_state={"rng": np.array([{"a": 1}], dtype=object)})
     assert os.listdir(tmp_path) == []
 
 
@@ -352,208 +192,18 @@ def test_saving_object_arrays_in_training_state_is_a_type_error(tmp_path):
 )
 def test_saving_settings_that_are_not_a_json_object_is_a_type_error(tmp_path, bad_settings):
     with pytest.raises(TypeError):
-        save_checkpoint(tmp_path / "model.npz", _params(), settings=bad_settings)
+        save_checkpoint(tmp_path / "model.npz", sample_params(), settings=bad_settings)
     assert os.listdir(tmp_path) == []
 
 
 def test_saving_a_vocabulary_with_non_strings_is_a_type_error(tmp_path):
     with pytest.raises(TypeError, match="not str"):
-        save_checkpoint(tmp_path / "model.npz", _params(), vocabulary=["a", 3])
+        save_checkpoint(tmp_path / "model.npz", sample_params(), vocabulary=["a", 3])
 
 
 def test_saving_a_word_with_a_nul_character_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match="NUL"):
-        save_checkpoint(tmp_path / "model.npz", _params(), vocabulary=["a\x00"])
-
-
-# --------------------------------------------------------------------------
-# The tutorial layouts
-# --------------------------------------------------------------------------
-
-
-def test_a_tutorial_gru_file_written_by_plain_savez_loads(tmp_path):
-    path = tmp_path / "GRU-tutorial.npz"
-    arrays = _gru_arrays(hidden=5, words=11)
-    np.savez(path, **arrays)
-    loaded = load_checkpoint(path)
-    assert loaded.layout == "tutorial-gru"
-    assert loaded.vocabulary is None
-    assert loaded.settings == {"word_dim": 11, "hidden_dim": 5, "embedding_dim": 5}
-    assert loaded.optimizer_state == {} and loaded.training_state == {}
-    assert list(loaded.params) == ["E", "U", "W", "V", "b", "c"]
-    for name, array in arrays.items():
-        assert loaded.params[name].dtype == np.float32
-        np.testing.assert_array_equal(loaded.params[name], array)
-
-
-def test_save_tutorial_model_writes_the_plain_part4_layout_at_exactly_the_path(tmp_path):
-    path = tmp_path / "trained.model"
-    arrays = _gru_arrays()
-    assert save_tutorial_model(path, **arrays) == str(path)
-    assert os.listdir(tmp_path) == ["trained.model"]
-    with np.load(path, allow_pickle=False) as npz:
-        assert sorted(npz.files) == sorted(arrays)
-    loaded = load_checkpoint(path, expected_shapes={k: v.shape for k, v in arrays.items()})
-    assert loaded.layout == "tutorial-gru"
-    for name, array in arrays.items():
-        np.testing.assert_array_equal(loaded.params[name], array)
-
-
-def test_save_tutorial_model_refuses_inconsistent_shapes_and_writes_nothing(tmp_path):
-    arrays = _gru_arrays()
-    arrays["V"] = arrays["V"][:, :-1]
-    with pytest.raises(CheckpointError, match="'V'"):
-        save_tutorial_model(tmp_path / "model.npz", **arrays)
-    assert os.listdir(tmp_path) == []
-
-
-def test_a_tutorial_rnn_file_loads_with_inferred_sizes(tmp_path):
-    path = tmp_path / "rnn.npz"
-    np.savez(path, **_rnn_arrays(hidden=3, words=7))
-    loaded = load_checkpoint(path)
-    assert loaded.layout == "tutorial-rnn"
-    assert loaded.settings == {"word_dim": 7, "hidden_dim": 3}
-    assert loaded.vocabulary is None
-
-
-def test_the_real_part2_model_file_loads_as_a_tutorial_rnn():
-    if not REAL_PART2_FILE.is_file():
-        pytest.skip("../shared/data not present (user machine)")
-    before = REAL_PART2_FILE.read_bytes()
-    loaded = load_checkpoint(
-        REAL_PART2_FILE,
-        expected_shapes={"U": (50, 8000), "V": (8000, 50), "W": (50, 50)},
-        expected_dtype=np.float32,
-    )
-    assert loaded.layout == "tutorial-rnn"
-    assert loaded.params["U"].shape == (50, 8000)
-    assert loaded.params["V"].shape == (8000, 50)
-    assert loaded.params["W"].shape == (50, 50)
-    assert all(array.dtype == np.float32 for array in loaded.params.values())
-    assert loaded.settings == {"word_dim": 8000, "hidden_dim": 50}
-    assert REAL_PART2_FILE.read_bytes() == before
-
-
-def test_big_endian_parameters_load_in_native_byte_order(tmp_path):
-    path = tmp_path / "rnn.npz"
-    arrays = {name: array.astype(">f4") for name, array in _rnn_arrays().items()}
-    _write_savez(path, **arrays)
-    loaded = load_checkpoint(path, expected_dtype=np.float32)
-    for name, array in arrays.items():
-        assert loaded.params[name].dtype.isnative
-        np.testing.assert_array_equal(loaded.params[name], array)
-
-
-# --------------------------------------------------------------------------
-# Damaged and foreign files
-# --------------------------------------------------------------------------
-
-
-def test_a_missing_file_gives_a_clear_error(tmp_path):
-    _assert_fails_and_unchanged(tmp_path / "nope.npz", match="does not exist")
-
-
-def test_a_directory_gives_a_clear_error(tmp_path):
-    (tmp_path / "dir.npz").mkdir()
-    _assert_fails_and_unchanged(tmp_path / "dir.npz", match="is a directory")
-
-
-def test_an_empty_file_gives_a_clear_error_and_changes_nothing(tmp_path):
-    path = tmp_path / "empty.npz"
-    path.write_bytes(b"")
-    _assert_fails_and_unchanged(path, match="is empty")
-
-
-def test_random_bytes_give_a_clear_error_and_change_nothing(tmp_path):
-    path = tmp_path / "random.npz"
-    path.write_bytes(np.random.default_rng(0).bytes(4096))
-    _assert_fails_and_unchanged(path, match="is not a model file")
-
-
-def test_a_text_file_gives_a_clear_error(tmp_path):
-    path = tmp_path / "notes.txt"
-    path.write_text("hello world\n")
-    _assert_fails_and_unchanged(path, match="is not a model file")
-
-
-def test_a_pickle_file_is_never_unpickled(tmp_path):
-    path = tmp_path / "model.pkl"
-    path.write_bytes(pickle.dumps({"E": [1.0, 2.0]}))
-    _assert_fails_and_unchanged(path, match="pickle")
-
-
-def test_a_single_npy_file_gives_a_clear_error_and_changes_nothing(tmp_path):
-    path = tmp_path / "array.npy"
-    np.save(path, np.ones((3, 3), np.float32))
-    _assert_fails_and_unchanged(path, match=r"single \.npy array")
-
-
-def test_a_pickled_object_array_gives_a_clear_error_and_changes_nothing(tmp_path):
-    path = tmp_path / "objects.npz"
-    arrays = _rnn_arrays()
-    arrays["W"] = np.array([{"evil": 1}, None], dtype=object)
-    np.savez(path, **arrays)
-    _assert_fails_and_unchanged(path, match="holds pickled objects")
-
-
-@pytest.mark.parametrize("fraction", [0.05, 0.3, 0.5, 0.7, 0.95, 0.999])
-def test_a_truncated_file_gives_a_clear_error_and_changes_nothing(tmp_path, fraction):
-    path = tmp_path / "model.npz"
-    _full_checkpoint(path)
-    data = path.read_bytes()
-    path.write_bytes(data[: max(1, int(len(data) * fraction))])
-    _assert_fails_and_unchanged(path, match="truncated or corrupt")
-
-
-def test_a_file_cut_after_its_last_byte_but_one_is_detected(tmp_path):
-    path = tmp_path / "model.npz"
-    _full_checkpoint(path)
-    path.write_bytes(path.read_bytes()[:-1])
-    _assert_fails_and_unchanged(path, match="truncated or corrupt")
-
-
-@pytest.mark.parametrize("where", [0.2, 0.4, 0.6])
-def test_corrupt_bytes_inside_a_file_give_a_clear_error_and_change_nothing(tmp_path, where):
-    path = tmp_path / "model.npz"
-    _full_checkpoint(path)
-    data = bytearray(path.read_bytes())
-    start = int(len(data) * where)
-    for i in range(start, start + 16):
-        data[i] ^= 0xA5
-    path.write_bytes(bytes(data))
-    _assert_fails_and_unchanged(path, match="truncated or corrupt")
-
-
-def _rezip_with_edited_member(path, member, old, new):
-    """Edit one member's bytes and re-zip, so the checksums are valid again."""
-    with zipfile.ZipFile(path) as archive:
-        members = {name: archive.read(name) for name in archive.namelist()}
-    assert old in members[member]
-    members[member] = members[member].replace(old, new, 1)
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, payload in members.items():
-            archive.writestr(name, payload)
-
-
-def test_a_header_claiming_a_huge_array_is_caught_before_any_allocation(tmp_path):
-    path = tmp_path / "rnn.npz"
-    np.savez(path, **_rnn_arrays())
-    _rezip_with_edited_member(path, "W.npy", b"(3, 3)", b"(3, 99999999999)")
-    _assert_fails_and_unchanged(path, match="truncated or corrupt")
-
-
-def test_a_header_describing_fewer_bytes_than_the_member_holds_is_caught(tmp_path):
-    path = tmp_path / "rnn.npz"
-    np.savez(path, **_rnn_arrays())
-    _rezip_with_edited_member(path, "W.npy", b"(3, 3)", b"(3, 2)")
-    _assert_fails_and_unchanged(path, match="truncated or corrupt")
-
-
-def test_a_non_array_member_is_not_a_model_file(tmp_path):
-    path = tmp_path / "odd.npz"
-    with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("U.npy", b"just text")
-    _assert_fails_and_unchanged(path, match="not a numpy array")
+        save_checkpoint(tmp_path / "model.npz", sample_params(), vocabulary=["a\x00"])
 
 
 # --------------------------------------------------------------------------
@@ -563,130 +213,64 @@ def test_a_non_array_member_is_not_a_model_file(tmp_path):
 
 def test_wrong_shapes_versus_expected_shapes_name_the_parameter_and_both_shapes(tmp_path):
     path = tmp_path / "model.npz"
-    _full_checkpoint(path)
-    expected = {name: array.shape for name, array in _params().items()}
+    full_checkpoint(path)
+    expected = {name: array.shape for name, array in sample_params().items()}
     expected["E"] = (HIDDEN, WORDS + 1)
-    message = _assert_fails_and_unchanged(path, expected_shapes=expected)
+    message = assert_fails_and_unchanged(path, expected_shapes=expected)
     assert "'E'" in message
     assert str((HIDDEN, WORDS)) in message and str((HIDDEN, WORDS + 1)) in message
 
 
 def test_a_parameter_the_model_needs_but_the_file_lacks_is_an_error(tmp_path):
     path = tmp_path / "model.npz"
-    _full_checkpoint(path)
-    expected = {name: array.shape for name, array in _params().items()}
+    full_checkpoint(path)
+    expected = {name: array.shape for name, array in sample_params().items()}
     expected["b"] = (6, HIDDEN)
-    message = _assert_fails_and_unchanged(path, match="lacks parameter", expected_shapes=expected)
+    message = assert_fails_and_unchanged(path, match="lacks parameter", expected_shapes=expected)
     assert "'b'" in message
 
 
 def test_an_extra_parameter_the_model_does_not_have_is_an_error(tmp_path):
     path = tmp_path / "model.npz"
-    _full_checkpoint(path)
-    expected = {name: array.shape for name, array in _params().items()}
+    full_checkpoint(path)
+    expected = {name: array.shape for name, array in sample_params().items()}
     del expected["c"]
-    message = _assert_fails_and_unchanged(path, match="does not have", expected_shapes=expected)
+    message = assert_fails_and_unchanged(path, match="does not have", expected_shapes=expected)
     assert "'c'" in message
 
 
 def test_the_wrong_dtype_versus_expected_dtype_is_an_error(tmp_path):
     path = tmp_path / "model.npz"
-    _full_checkpoint(path)
-    message = _assert_fails_and_unchanged(path, match="float64 was expected", expected_dtype=np.float64)
+    full_checkpoint(path)
+    message = assert_fails_and_unchanged(path, match="float64 was expected", expected_dtype=np.float64)
     assert "float32" in message
-
-
-@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.float16, np.complex64, np.bool_])
-def test_a_parameter_that_is_not_float32_or_float64_is_an_error(tmp_path, dtype):
-    path = tmp_path / "rnn.npz"
-    arrays = _rnn_arrays()
-    arrays["W"] = arrays["W"].astype(dtype)
-    np.savez(path, **arrays)
-    _assert_fails_and_unchanged(path, match="float32 or float64")
-
-
-@pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_a_nan_or_infinite_parameter_gives_a_clear_error_and_changes_nothing(tmp_path, bad):
-    path = tmp_path / "model.npz"
-    arrays = _gru_arrays()
-    arrays["V"][1, 2] = bad
-    np.savez(path, **arrays)
-    message = _assert_fails_and_unchanged(path, match="NaN or infinite")
-    assert "'V'" in message
 
 
 def test_a_nan_parameter_in_a_symrnn_checkpoint_is_an_error(tmp_path):
     path = tmp_path / "model.npz"
-    _full_checkpoint(path)
+    full_checkpoint(path)
     with np.load(path) as npz:
         members = {name: npz[name] for name in npz.files}
     members["param/E"] = members["param/E"].copy()
     members["param/E"][0, 0] = np.nan
-    _write_savez(path, **members)
-    _assert_fails_and_unchanged(path, match="NaN or infinite")
-
-
-def test_a_tutorial_gru_file_missing_a_key_gives_a_clear_error(tmp_path):
-    path = tmp_path / "model.npz"
-    arrays = _gru_arrays()
-    del arrays["c"]
-    np.savez(path, **arrays)
-    message = _assert_fails_and_unchanged(path, match="unknown layout: keys")
-    assert "missing ['c']" in message
-
-
-def test_a_tutorial_gru_file_with_an_extra_key_gives_a_clear_error(tmp_path):
-    path = tmp_path / "model.npz"
-    np.savez(path, extra=np.ones(2, np.float32), **_gru_arrays())
-    message = _assert_fails_and_unchanged(path, match="unknown layout: keys")
-    assert "extra ['extra']" in message
+    write_savez(path, **members)
+    assert_fails_and_unchanged(path, match="NaN or infinite")
 
 
 def test_an_unknown_layout_lists_the_keys(tmp_path):
     path = tmp_path / "model.npz"
     np.savez(path, alpha=np.ones(2), beta=np.zeros(3))
-    message = _assert_fails_and_unchanged(path, match="unknown layout: keys")
+    message = assert_fails_and_unchanged(path, match="unknown layout: keys")
     assert "['alpha', 'beta']" in message
 
 
 def test_an_empty_archive_has_an_unknown_layout(tmp_path):
     path = tmp_path / "model.npz"
     np.savez(path)
-    _assert_fails_and_unchanged(path, match="unknown layout: keys \\[\\]")
+    assert_fails_and_unchanged(path, match="unknown layout: keys \\[\\]")
 
 
-@pytest.mark.parametrize(
-    "name, shape",
-    [("U", (6, 4, 5)), ("W", (5, 4, 4)), ("V", (WORDS, 5)), ("b", (4,)), ("c", (WORDS + 1,))],
-)
-def test_inconsistent_tutorial_gru_shapes_give_a_clear_error(tmp_path, name, shape):
-    path = tmp_path / "model.npz"
-    arrays = _gru_arrays()
-    arrays[name] = np.zeros(shape, np.float32)
-    np.savez(path, **arrays)
-    message = _assert_fails_and_unchanged(path, match="tutorial GRU layout")
-    assert repr(name) in message and str(shape) in message
-
-
-def test_a_one_dimensional_tutorial_embedding_is_an_error(tmp_path):
-    path = tmp_path / "model.npz"
-    arrays = _gru_arrays()
-    arrays["E"] = np.zeros(5, np.float32)
-    np.savez(path, **arrays)
-    _assert_fails_and_unchanged(path, match="'E'")
-
-
-@pytest.mark.parametrize("name, shape", [("V", (7, 4)), ("W", (3, 4)), ("U", (3, 7, 1))])
-def test_inconsistent_tutorial_rnn_shapes_give_a_clear_error(tmp_path, name, shape):
-    path = tmp_path / "rnn.npz"
-    arrays = _rnn_arrays(hidden=3, words=7)
-    arrays[name] = np.zeros(shape, np.float32)
-    np.savez(path, **arrays)
-    message = _assert_fails_and_unchanged(path, match="tutorial RNN layout")
-    assert repr(name) in message
-
-
-def _rewrite_members(path, **changes):
+def rewrite_members(path, **changes):
     with np.load(path) as npz:
         members = {name: npz[name] for name in npz.files}
     for name, value in changes.items():
@@ -695,7 +279,7 @@ def _rewrite_members(path, **changes):
             members.pop(name, None)
         else:
             members[name] = value
-    _write_savez(path, **members)
+    write_savez(path, **members)
 
 
 @pytest.mark.parametrize(
@@ -711,24 +295,24 @@ def _rewrite_members(path, **changes):
 )
 def test_bad_settings_json_gives_a_clear_error_and_changes_nothing(tmp_path, settings_json, match):
     path = tmp_path / "model.npz"
-    _full_checkpoint(path)
-    _rewrite_members(path, settings_json=settings_json)
-    _assert_fails_and_unchanged(path, match=match)
+    full_checkpoint(path)
+    rewrite_members(path, settings_json=settings_json)
+    assert_fails_and_unchanged(path, match=match)
 
 
 @pytest.mark.parametrize("version", [0, 2, 99])
 def test_an_unsupported_format_version_gives_a_clear_error(tmp_path, version):
     path = tmp_path / "model.npz"
-    _full_checkpoint(path)
-    _rewrite_members(path, symrnn_format=np.array(version, dtype=np.int64))
-    _assert_fails_and_unchanged(path, match=f"format version {version}")
+    full_checkpoint(path)
+    rewrite_members(path, symrnn_format=np.array(version, dtype=np.int64))
+    assert_fails_and_unchanged(path, match=f"format version {version}")
 
 
 def test_a_non_integer_format_member_is_an_error(tmp_path):
     path = tmp_path / "model.npz"
-    _full_checkpoint(path)
-    _rewrite_members(path, symrnn_format=np.array(1.0))
-    _assert_fails_and_unchanged(path, match="invalid symrnn_format")
+    full_checkpoint(path)
+    rewrite_members(path, symrnn_format=np.array(1.0))
+    assert_fails_and_unchanged(path, match="invalid symrnn_format")
 
 
 @pytest.mark.parametrize(
@@ -736,41 +320,41 @@ def test_a_non_integer_format_member_is_an_error(tmp_path):
 )
 def test_a_vocabulary_that_is_not_a_1d_unicode_array_is_an_error(tmp_path, vocabulary):
     path = tmp_path / "model.npz"
-    _full_checkpoint(path)
-    _rewrite_members(path, vocabulary=vocabulary)
-    _assert_fails_and_unchanged(path, match="invalid vocabulary")
+    full_checkpoint(path)
+    rewrite_members(path, vocabulary=vocabulary)
+    assert_fails_and_unchanged(path, match="invalid vocabulary")
 
 
 def test_an_unexpected_member_in_a_symrnn_checkpoint_is_an_error(tmp_path):
     path = tmp_path / "model.npz"
-    _full_checkpoint(path)
-    _rewrite_members(path, stray=np.ones(2))
-    _assert_fails_and_unchanged(path, match="unexpected member 'stray'")
+    full_checkpoint(path)
+    rewrite_members(path, stray=np.ones(2))
+    assert_fails_and_unchanged(path, match="unexpected member 'stray'")
 
 
 def test_a_symrnn_checkpoint_without_parameters_is_an_error(tmp_path):
     path = tmp_path / "model.npz"
-    _full_checkpoint(path)
-    _rewrite_members(path, **{f"param__{name}": None for name in _params()})
-    _assert_fails_and_unchanged(path, match="holds no parameters")
+    full_checkpoint(path)
+    rewrite_members(path, **{f"param__{name}": None for name in sample_params()})
+    assert_fails_and_unchanged(path, match="holds no parameters")
 
 
 def test_a_symrnn_checkpoint_without_its_format_member_is_an_unknown_layout(tmp_path):
     path = tmp_path / "model.npz"
-    _full_checkpoint(path)
-    _rewrite_members(path, symrnn_format=None)
-    _assert_fails_and_unchanged(path, match="unknown layout: keys .*symrnn_format")
+    full_checkpoint(path)
+    rewrite_members(path, symrnn_format=None)
+    assert_fails_and_unchanged(path, match="unknown layout: keys .*symrnn_format")
 
 
-def test_read_settings_only_returns_saved_or_inferred_settings(tmp_path):
+def test_the_settings_are_those_saved_or_those_inferred_from_a_tutorial_file(tmp_path):
     path = tmp_path / "model.npz"
-    save_checkpoint(path, _params(), settings={"hidden_dim": 4})
-    assert read_settings_only(path) == {"hidden_dim": 4}
+    save_checkpoint(path, sample_params(), settings={"hidden_dim": 4})
+    assert load_checkpoint(path).settings == {"hidden_dim": 4}
     gru = tmp_path / "gru.npz"
-    save_tutorial_model(gru, **_gru_arrays(hidden=3, words=9))
-    assert read_settings_only(gru) == {"word_dim": 9, "hidden_dim": 3, "embedding_dim": 3}
+    save_tutorial_model(gru, **gru_arrays(hidden=3, words=9))
+    assert load_checkpoint(gru).settings == {"word_dim": 9, "hidden_dim": 3, "embedding_dim": 3}
     with pytest.raises(CheckpointError):
-        read_settings_only(tmp_path / "missing.npz")
+        load_checkpoint(tmp_path / "missing.npz")
 
 
 # --------------------------------------------------------------------------
@@ -791,7 +375,7 @@ def _valid_bytes(layout):
             "symrnn_format": np.array(1, np.int64),
         }
     else:
-        arrays = _gru_arrays(hidden=2, words=3)
+        arrays = gru_arrays(hidden=2, words=3)
     np.savez(buffer, **arrays)
     return buffer.getvalue()
 

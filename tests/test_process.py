@@ -45,11 +45,9 @@ import json, logging, warnings
 import numba, nltk, scipy.special, pytensor, matplotlib.figure, threadpoolctl  # their own filters come first
 before = {"numba": numba.config.THREADING_LAYER, "filters": len(warnings.filters),
           "handlers": len(logging.getLogger().handlers), "level": logging.getLogger().level}
-import symrnn.backend, symrnn.batching, symrnn.cells, symrnn.checkpoint, symrnn.config, symrnn.files
-import symrnn.layers, symrnn.losses, symrnn.memory, symrnn.paths
-import symrnn.ops.gru, symrnn.ops.kernels, symrnn.ops.output_layer
-import symrnn.plotting, symrnn.recurrence, symrnn.sampling, symrnn.text, symrnn.training, symrnn.tutorial
-import symrnn.updates
+import importlib, pkgutil, symrnn
+for module in pkgutil.walk_packages(symrnn.__path__, "symrnn."):
+    importlib.import_module(module.name)
 import models.language_model
 model = models.language_model.RNNLanguageModel(20, 4, 5, num_layers=1)
 model.compile_train()

@@ -1,5 +1,5 @@
 """Sentence generation (symrnn.sampling) with a fake NumPy one-step function, and once
-through a real GRUTheano (symrnn.tutorial.generate_sentence)."""
+through a real GRUTheano (models.tutorial.generate_sentence)."""
 
 from __future__ import annotations
 
@@ -284,7 +284,7 @@ def tiny_gru():
 
 
 def test_generate_sentence_through_a_real_gru_returns_none_or_a_marked_sentence(tiny_gru):
-    from symrnn.tutorial import SENTENCE_END_TOKEN, SENTENCE_START_TOKEN, UNKNOWN_TOKEN, generate_sentence
+    from models.tutorial import SENTENCE_END_TOKEN, SENTENCE_START_TOKEN, UNKNOWN_TOKEN, generate_sentence
 
     index_to_word = ["<MASK/>", UNKNOWN_TOKEN, SENTENCE_START_TOKEN, SENTENCE_END_TOKEN] + [f"w{i}" for i in range(4, 12)]
     word_to_index = {w: i for i, w in enumerate(index_to_word)}

@@ -1,4 +1,4 @@
-"""The tutorial's helper functions (symrnn.tutorial), used as the tutorial uses them."""
+"""The tutorial's helper functions (models.tutorial), used as the tutorial uses them."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from models.gru import GRUTheano
-from symrnn import tutorial
-from symrnn.errors import CheckpointError
-from symrnn.tutorial import (
+from models import tutorial
+from models.tutorial import (
     SENTENCE_END_TOKEN,
     SENTENCE_START_TOKEN,
     UNKNOWN_TOKEN,
@@ -22,6 +21,7 @@ from symrnn.tutorial import (
     save_model_parameters_theano,
     train_with_sgd,
 )
+from symrnn.errors import CheckpointError
 from symrnn.text import read_csv_bodies
 from tests import numpy_reference as ref
 from tests.test_text import nltk_with_punkt_tab, original_tokenized_sentences, original_vocabulary  # noqa: F401

@@ -24,7 +24,7 @@ import pytest
 
 from models.gru import GRUTheano  # was: from gru_theano import GRUTheano
 from symrnn.text import read_csv_bodies
-from symrnn.tutorial import (  # was: from utils import *
+from models.tutorial import (  # was: from utils import *
     generate_sentences,
     load_data,
     load_model_parameters_theano,

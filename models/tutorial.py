@@ -1,6 +1,6 @@
 """The tutorial's own helper functions (its ``utils.py``), in Python 3.
 
-``from symrnn.tutorial import load_data, train_with_sgd, ...`` replaces the
+``from models.tutorial import load_data, train_with_sgd, ...`` replaces the
 tutorial's ``from utils import *``; with ``from models.gru import GRUTheano`` the
 tutorial notebook runs with changed imports only. Signatures and behaviour are
 the tutorial's, with its known defects fixed:
@@ -14,8 +14,11 @@ the tutorial's, with its known defects fixed:
   NumPy 2) and tokenises offline.
 
 As in the tutorial, ``load_data``, ``generate_sentences``, ``print_sentence`` and
-``gradient_check_theano`` print; the rest of symrnn never does (``reading_line``
-and ``statistics_lines`` return ``load_data``'s lines for scripts to print).
+``gradient_check_theano`` print; the library never does (``reading_line`` and
+``statistics_lines`` return ``load_data``'s lines for scripts to print). This
+module lives in ``models`` beside :class:`models.gru.GRUTheano`, which
+``load_model_parameters_theano`` builds by default, because the library
+(``symrnn``) never imports ``models``.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from symrnn.checkpoint import load_checkpoint, save_tutorial_model
+from symrnn.checkpoint import load_checkpoint
 from symrnn.errors import CheckpointError
+from symrnn.legacy import library_to_tutorial, save_tutorial_model
 from symrnn.sampling import generate
 from symrnn.text import (
     DEFAULT_CORPUS_NAME,
@@ -38,6 +42,8 @@ from symrnn.text import (
     least_frequent_word,
     load_corpus,
 )
+
+from models.gru import GRUTheano
 
 __all__ = [
     "SENTENCE_END_TOKEN",
@@ -180,29 +186,24 @@ def save_model_parameters_theano(model, outfile):
     return path
 
 
-def load_model_parameters_theano(path, modelClass=None):
+def load_model_parameters_theano(path, modelClass=GRUTheano):
     """Load a tutorial part-4 GRU file (or a symrnn checkpoint of such a model) into a new model.
 
     Parameters
     ----------
     path : str
     modelClass : class, optional
-        Defaults to :class:`models.gru.GRUTheano` (imported here only: the
-        library itself never depends on ``models``).
+        The model to build, ``modelClass(word_dim, hidden_dim=hidden_dim)``
+        (the tutorial's default, :class:`models.gru.GRUTheano`).
 
     Returns
     -------
     model with the file's values, ``hidden_dim`` and ``word_dim`` inferred from ``E``.
     """
-    if modelClass is None:
-        from models.gru import GRUTheano as modelClass  # the drop-in's default, as in the tutorial
-
     checkpoint = load_checkpoint(path)
     if checkpoint.layout == "tutorial-gru":
         values = checkpoint.params
     elif checkpoint.layout == "symrnn" and checkpoint.settings.get("cell", "gru") == "gru" and checkpoint.settings.get("num_layers") == 2:
-        from models.gru import library_to_tutorial
-
         try:
             values = library_to_tutorial(checkpoint.params)
         except (KeyError, ValueError) as exc:
