@@ -47,8 +47,9 @@ before = {"numba": numba.config.THREADING_LAYER, "filters": len(warnings.filters
           "handlers": len(logging.getLogger().handlers), "level": logging.getLogger().level}
 import symrnn.backend, symrnn.batching, symrnn.cells, symrnn.checkpoint, symrnn.config, symrnn.files
 import symrnn.fused, symrnn.kernels, symrnn.layers, symrnn.losses, symrnn.memory, symrnn.paths
-import symrnn.plotting, symrnn.recurrence, symrnn.sampling, symrnn.text, symrnn.training, symrnn.tutorial
+import symrnn.plotting, symrnn.recurrence, symrnn.sampling, symrnn.training, symrnn.tutorial
 import symrnn.updates
+import symrnn.corpus, symrnn.default_corpus, symrnn.reading, symrnn.token_cache, symrnn.tokenize, symrnn.vocab
 import models.language_model
 model = models.language_model.RNNLanguageModel(20, 4, 5, num_layers=1)
 model.compile_train()
