@@ -8,6 +8,7 @@ from symrnn import corpus as corpus_module
 from symrnn.default_corpus import DEFAULT_CORPUS_NAME, default_corpus_documents
 from symrnn.errors import DataError
 from symrnn.vocab import MASK_TOKEN, SENTENCE_END, SENTENCE_START, UNKNOWN_TOKEN
+from tests.test_bounded_inputs import TEXT_A, TEXT_B, model_file, run_script  # noqa: F401 - model_file is a fixture
 from tests.test_tokenize import no_network
 
 S, E = SENTENCE_START, SENTENCE_END
@@ -92,3 +93,25 @@ def test_load_corpus_rejects_an_unknown_token_kind(tmp_path):
     path.write_text("Hello there.\n", encoding="utf-8")
     with pytest.raises(DataError, match="tokens"):
         corpus_module.load_corpus(path, tokens="byte")
+
+
+# ---------------------------------------------------------------------------
+# The scripts run each stage once
+# ---------------------------------------------------------------------------
+
+
+def test_train_py_with_max_sentences_builds_the_vocabulary_once_and_evaluate_py_builds_none(tmp_path, model_file):
+    data = tmp_path / "few.txt"
+    data.write_text(TEXT_A, encoding="utf-8")
+    small = {"HIDDEN_DIM": "4", "EMBEDDING_DIM": "4", "NUM_SAMPLES": "0", "NEPOCH": "1", "MAX_SENTENCES": "2",
+             "INPUT_DATA_FILE": str(data), "MODEL_OUTPUT_FILE": str(tmp_path / "m.npz")}
+    trained = run_script("train.py", [], small, tmp_path, timeout=300)
+    assert trained.returncode == 0, trained.stderr
+    assert trained.stderr.count("distinct tokens") == 1, trained.stderr
+    # The model's vocabulary is larger than this corpus's distinct tokens: nothing is built from it.
+    model, _ = model_file
+    other = tmp_path / "b.txt"
+    other.write_text(TEXT_B, encoding="utf-8")
+    evaluated = run_script("evaluate.py", [str(model), "--data", str(other)], {}, tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "distinct tokens" not in evaluated.stderr
