@@ -95,6 +95,24 @@ def test_load_corpus_rejects_an_unknown_token_kind(tmp_path):
         corpus_module.load_corpus(path, tokens="byte")
 
 
+
+def test_load_sentences_gives_the_sentences_load_corpus_builds_on(tmp_path):
+    path = tmp_path / "docs.txt"
+    path.write_text("The cat sat. The dog ran.\nA bird sang.\n", encoding="utf-8")
+    sentences = corpus_module.load_sentences(path)
+    assert sentences == corpus_module.load_corpus(path, vocabulary_size=6).sentences
+    assert sentences[0] == [S, "the", "cat", "sat", ".", E] and len(sentences) == 3
+
+
+def test_load_sentences_checks_its_options_before_reading(tmp_path):
+    missing = tmp_path / "missing.txt"
+    with pytest.raises(DataError, match="tokens"):
+        corpus_module.load_sentences(missing, tokens="byte")
+    with pytest.raises(DataError, match="min_sent_characters"):
+        corpus_module.load_sentences(missing, min_sent_characters=-1)
+    with pytest.raises(DataError, match="vocabulary_size"):
+        corpus_module.load_corpus(missing, vocabulary_size=3)
+
 # ---------------------------------------------------------------------------
 # The scripts run each stage once
 # ---------------------------------------------------------------------------
