@@ -33,15 +33,9 @@ from symrnn.checkpoint import load_checkpoint
 from symrnn.errors import CheckpointError
 from symrnn.legacy import library_to_tutorial, save_tutorial_model
 from symrnn.sampling import generate
-from symrnn.text import (
-    DEFAULT_CORPUS_NAME,
-    SENTENCE_END,
-    SENTENCE_START,
-    UNKNOWN_TOKEN,
-    count_tokens,
-    least_frequent_word,
-    load_corpus,
-)
+from symrnn.corpus import load_corpus
+from symrnn.default_corpus import DEFAULT_CORPUS_NAME
+from symrnn.vocab import SENTENCE_END, SENTENCE_START, UNKNOWN_TOKEN, count_tokens, least_frequent_word
 
 from models.gru import GRUTheano
 
@@ -98,7 +92,7 @@ def statistics_lines(sentences, vocabulary, vocabulary_size) -> list[str]:
     ----------
     sentences : sequence of sequence of str
         The tokenised sentences used, markers included.
-    vocabulary : symrnn.text.Vocabulary
+    vocabulary : symrnn.vocab.Vocabulary
         The vocabulary used.
     vocabulary_size : int
         The vocabulary size asked for (the original printed this figure).

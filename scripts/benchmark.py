@@ -19,7 +19,7 @@ from pathlib import Path
 
 # Running as ``python scripts/benchmark.py`` from a checkout: make symrnn, models
 # and benchmarks importable. This is scripts/common.py's path setup, repeated
-# here because importing ``common`` also imports symrnn.text and with it NLTK
+# here because importing ``common`` also imports symrnn.corpus and with it NLTK
 # (about 1.2 s and tens of MiB), which would count against both sides' start
 # time and memory in the measured child processes.
 _ROOT = Path(__file__).resolve().parent.parent

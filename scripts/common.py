@@ -16,7 +16,9 @@ except ImportError:  # run as a file: python scripts/x.py
     from process import configure_process  # noqa: E402
 from symrnn.checkpoint import load_checkpoint  # noqa: E402
 from symrnn.errors import SymrnnError  # noqa: E402
-from symrnn.text import DEFAULT_MAX_DATA_BYTES, Vocabulary, load_corpus  # noqa: E402
+from symrnn.corpus import load_sentences  # noqa: E402
+from symrnn.reading import DEFAULT_MAX_DATA_BYTES  # noqa: E402
+from symrnn.vocab import Vocabulary  # noqa: E402
 
 EXIT_BAD_INPUT = 2
 
@@ -95,15 +97,15 @@ def load_model(path: str, data: str | None = None, vocabulary_size: int | None =
     checkpoint = load_checkpoint(path)
     model = model_from_checkpoint(checkpoint, **model_options)
     if checkpoint.vocabulary is not None:
-        vocabulary = Vocabulary.from_words(checkpoint.vocabulary)
+        vocabulary = Vocabulary(checkpoint.vocabulary)
     else:
         if not data:
             raise SymrnnError(
                 f"{path} holds no vocabulary (the original tutorial's layout): pass --data FILE "
                 "(the corpus it was trained on) and --vocabulary-size N"
             )
-        vocabulary = load_corpus(data, vocabulary_size=vocabulary_size or model.word_dim,
-                                 max_data_bytes=max_data_bytes).vocabulary
+        vocabulary = Vocabulary.build(load_sentences(data, max_data_bytes=max_data_bytes),
+                                      vocabulary_size or model.word_dim)
     if len(vocabulary) != model.word_dim:
         raise SymrnnError(
             f"{path}: the model has {model.word_dim} words but the vocabulary has {len(vocabulary)}; "

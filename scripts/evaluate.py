@@ -25,8 +25,10 @@ import numpy as np
 from symrnn.batching import split_train_validation
 from symrnn.config import DEFAULT_INPUT_DATA_FILE, Settings
 from symrnn.errors import ConfigError
-from symrnn.text import load_corpus, sentences_to_pairs, unknown_share, unknown_share_warning
+from symrnn.corpus import load_sentences
+from symrnn.default_corpus import DEFAULT_CORPUS_NAME
 from symrnn.training import evaluate
+from symrnn.vocab import sentences_to_pairs, unknown_share, unknown_share_warning
 
 
 def parse_arguments(argv):
@@ -53,16 +55,15 @@ def main(argv=None) -> int:
     if data is None:
         data = settings.get("input_data_file") or (DEFAULT_INPUT_DATA_FILE if Path(DEFAULT_INPUT_DATA_FILE).exists() else None)
         held_out_only = float(settings.get("validation_fraction", 0.0)) > 0
-    corpus = load_corpus(
-        data, vocabulary_size=max(len(vocabulary), 4), min_sent_characters=int(settings.get("min_sent_characters", 0)),
-        tokens=settings.get("tokens", "word"), max_data_bytes=args.max_data_mb * 2**20,
+    sentences = load_sentences(
+        data, tokens=settings.get("tokens", "word"), min_sent_characters=int(settings.get("min_sent_characters", 0)),
+        max_data_bytes=args.max_data_mb * 2**20,
     )
-    sentences = corpus.sentences
     share = unknown_share(sentences, vocabulary)
     trained_share = checkpoint.training_state.get("unknown_share")
     warning = unknown_share_warning(share, None if trained_share is None else float(trained_share))
     if warning:
-        print(warning, file=sys.stderr)
+        common.warn(warning)
     X, Y = sentences_to_pairs(sentences, vocabulary)
     if held_out_only:
         max_sentences = int(settings.get("max_sentences", 0))
@@ -73,7 +74,7 @@ def main(argv=None) -> int:
     total, count = evaluate(model.compile_loss(), X, Y, batch_size=args.batch_size)
     loss = total / max(count, 1)
     what = "validation sentences" if held_out_only else "sentences"
-    print(f"{len(X)} {what}, {count} tokens from {corpus.source}")
+    print(f"{len(X)} {what}, {count} tokens from {data or DEFAULT_CORPUS_NAME}")
     print(f"tokens not in the model's vocabulary (UNKNOWN_TOKEN): {share:.1%}")
     print(f"per-word loss: {loss:.6f}")
     print(f"perplexity: {np.exp(loss):.3f}")

@@ -23,7 +23,7 @@ import numpy as np
 
 from symrnn.errors import ConfigError
 from symrnn.sampling import generate
-from symrnn.text import tokenize_words
+from symrnn.tokenize import tokenize_words
 
 
 def parse_arguments(argv):

@@ -28,14 +28,15 @@ import numpy as np
 from symrnn.batching import split_train_validation
 from symrnn.checkpoint import load_checkpoint, save_checkpoint
 from symrnn.config import DEFAULT_INPUT_DATA_FILE, Settings, misspelt_settings
+from symrnn.corpus import load_sentences
+from symrnn.default_corpus import DEFAULT_CORPUS_NAME
 from symrnn.errors import CheckpointError, ConfigError
 from symrnn.paths import check_output_path
 from symrnn.plotting import plot_available, write_loss_curve
 from symrnn.sampling import generate
 from symrnn.memory import available_memory_bytes, format_bytes, training_memory_bytes
-from symrnn.text import (DEFAULT_CORPUS_NAME, Vocabulary, load_corpus, sentences_to_pairs,
-                         unknown_share, unknown_share_warning)
 from symrnn.training import Diverged, TrainingState, anneal_learning_rate, evaluate, train
+from symrnn.vocab import Vocabulary, sentences_to_pairs, unknown_share, unknown_share_warning
 
 # Settings a resumed run may change; every other one comes from the checkpoint.
 RESUME_OVERRIDABLE = (
@@ -184,17 +185,16 @@ class Run:
         s = self.settings
         path = resolve_corpus_path(s)
         self.say(reading_line(path))
-        corpus = load_corpus(
-            path, vocabulary_size=s.vocabulary_size, min_sent_characters=s.min_sent_characters, tokens=s.tokens,
+        sentences = load_sentences(
+            path, tokens=s.tokens, min_sent_characters=s.min_sent_characters,
             cache_dir=s.token_cache_dir(str(Path.home())), max_data_bytes=s.max_data_mb * 2**20,
         )
-        sentences = corpus.sentences[: s.max_sentences] if s.max_sentences else corpus.sentences
+        if s.max_sentences:
+            sentences = sentences[: s.max_sentences]
         if self.checkpoint is not None and self.checkpoint.vocabulary is not None:
-            self.vocabulary = Vocabulary.from_words(self.checkpoint.vocabulary)
-        elif s.max_sentences:
-            self.vocabulary = Vocabulary.build(sentences, s.vocabulary_size)
+            self.vocabulary = Vocabulary(self.checkpoint.vocabulary)
         else:
-            self.vocabulary = corpus.vocabulary
+            self.vocabulary = Vocabulary.build(sentences, s.vocabulary_size)
         X, Y = sentences_to_pairs(sentences, self.vocabulary)
         share = unknown_share(sentences, self.vocabulary)
         # The share the model was trained with, kept in its checkpoints so that a
@@ -207,7 +207,7 @@ class Run:
             self.say(f"Tokens not in the model's vocabulary (UNKNOWN_TOKEN): {share:.1%}")
             warning = unknown_share_warning(share, None if saved is None else float(saved))
             if warning:
-                print(warning, file=sys.stderr)
+                self.warn(warning)
         train_idx, valid_idx = split_train_validation(len(X), s.validation_fraction, s.seed)
         self.X_train, self.Y_train = [X[i] for i in train_idx], [Y[i] for i in train_idx]
         self.X_valid, self.Y_valid = [X[i] for i in valid_idx], [Y[i] for i in valid_idx]

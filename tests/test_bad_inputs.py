@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from symrnn.errors import DataError
-from symrnn.text import load_corpus, read_documents
+from symrnn.corpus import load_corpus
+from symrnn.reading import read_documents
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"

@@ -7,7 +7,8 @@ import pytest
 
 from tests.numpy_reference import numerical_gradient, tutorial_rnn_forward
 from symrnn.batching import split_train_validation
-from symrnn.text import Vocabulary, sentences_to_pairs, tokenize_characters
+from symrnn.tokenize import tokenize_characters
+from symrnn.vocab import Vocabulary, sentences_to_pairs
 from symrnn.training import anneal_learning_rate, evaluate, train
 
 PART2_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "rnnlm-part2-trained-model-theano.npz"

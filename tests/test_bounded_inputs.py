@@ -8,10 +8,7 @@ not fit the model's vocabulary; and the atomic writer the cache uses.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
-import logging
 import os
 import stat
 import subprocess
@@ -25,10 +22,11 @@ import numpy as np
 import pytest
 
 from models.language_model import parameter_shapes
-from symrnn import files, text
+from symrnn import files
 from symrnn.checkpoint import load_checkpoint, save_checkpoint
 from symrnn.config import Settings
-from symrnn.errors import CheckpointError, ConfigError, DataError
+from symrnn.corpus import load_corpus
+from symrnn.errors import CheckpointError, ConfigError
 from symrnn.memory import available_memory_bytes, parameter_count, training_memory_bytes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,7 +82,7 @@ def model_file(tmp_path):
     """A small symrnn checkpoint with the vocabulary of TEXT_A, and its digest."""
     data = tmp_path / "a.txt"
     data.write_text(TEXT_A, encoding="utf-8")
-    vocabulary = text.load_corpus(data, vocabulary_size=15).vocabulary
+    vocabulary = load_corpus(data, vocabulary_size=15).vocabulary
     rng = np.random.default_rng(0)
     shapes = parameter_shapes(len(vocabulary), 4, 5, 1, "gru")
     params = {name: rng.normal(0, 0.1, shape).astype(np.float32) for name, shape in shapes.items()}
@@ -98,18 +96,6 @@ def model_file(tmp_path):
 # Pipes, devices and sockets are refused at once (case 11/12)
 # --------------------------------------------------------------------------
 
-
-@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
-def test_a_never_ending_device_as_data_is_refused_before_reading(device):
-    if not os.path.exists(device):
-        pytest.skip(f"{device} does not exist here")
-    with pytest.raises(DataError, match="character device"):
-        text.read_documents(device)
-
-
-def test_a_named_pipe_as_data_is_refused_without_blocking(fifo):
-    error = finishes(lambda: text.read_documents(fifo))
-    assert isinstance(error, DataError) and "named pipe" in str(error), error
 
 
 def test_a_named_pipe_as_model_file_is_refused_without_blocking(fifo):
@@ -158,21 +144,6 @@ def test_evaluate_py_refuses_a_pipe_as_model_file_with_one_line(tmp_path, fifo):
 # The data size limit (case 11)
 # --------------------------------------------------------------------------
 
-
-def test_a_data_file_over_the_limit_is_refused_naming_the_setting(tmp_path):
-    path = tmp_path / "big.txt"
-    path.write_text("word " * 100, encoding="utf-8")
-    with pytest.raises(DataError, match="MAX_DATA_MB"):
-        text.read_documents(path, max_bytes=499)
-    assert text.read_documents(path, max_bytes=500) == [("word " * 100).strip()]
-
-
-def test_the_limit_counts_a_folders_files_together(tmp_path):
-    for name in ("a.txt", "b.txt"):
-        (tmp_path / name).write_text("x" * 59 + "\n", encoding="utf-8")
-    with pytest.raises(DataError, match="MAX_DATA_MB"):
-        text.read_documents(tmp_path, max_bytes=100)
-    assert len(text.read_documents(tmp_path, max_bytes=120)) == 2
 
 
 def test_read_regular_file_never_returns_more_than_the_limit_even_from_a_growing_file(tmp_path, monkeypatch):
@@ -329,112 +300,6 @@ def test_train_py_with_hidden_dim_100000_ends_with_one_line_naming_it(tmp_path):
 # --------------------------------------------------------------------------
 
 
-def test_a_csv_field_over_128_kib_is_read_and_the_process_wide_limit_is_left_alone(tmp_path):
-    body = "word " * 60_000  # 300 KB
-    path = tmp_path / "long.csv"
-    path.write_text(f'body\n"{body}"\nshort one\n', encoding="utf-8")
-    limit = csv.field_size_limit()
-    assert text.read_csv_bodies(path) == [body, "short one"]
-    assert csv.field_size_limit() == limit
-    bad = tmp_path / "bad.csv"
-    bad.write_text(f'body\n"{body}\n', encoding="utf-8")
-    with pytest.raises(DataError, match="never closed"):
-        text.read_csv_bodies(bad)
-    assert csv.field_size_limit() == limit
-
-
-# --------------------------------------------------------------------------
-# The token cache (case 9/13/15)
-# --------------------------------------------------------------------------
-
-
-def only_cache_file(folder: Path) -> Path:
-    (path,) = folder.glob("tokens-*.json")
-    return path
-
-
-@pytest.fixture()
-def corpus_files(tmp_path):
-    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
-    a.write_text(TEXT_A, encoding="utf-8")
-    b.write_text(TEXT_B, encoding="utf-8")
-    return a, b, tmp_path / "cache"
-
-
-def test_a_cache_file_holding_another_corpus_is_ignored_and_rebuilt(corpus_files, caplog):
-    a, b, cache = corpus_files
-    text.load_corpus(a, vocabulary_size=50, cache_dir=cache)
-    a_cache = only_cache_file(cache)
-    a_bytes = a_cache.read_bytes()
-    a_cache.unlink()
-    expected = text.load_corpus(b, vocabulary_size=50).sentences
-    text.load_corpus(b, vocabulary_size=50, cache_dir=cache)
-    only_cache_file(cache).write_bytes(a_bytes)  # B's cache path, A's tokens
-    with caplog.at_level(logging.WARNING, logger="symrnn.text"):
-        assert text.load_corpus(b, vocabulary_size=50, cache_dir=cache).sentences == expected
-    assert "token cache" in caplog.text and "other documents" in caplog.text
-    assert text._parse_token_cache(only_cache_file(cache).read_bytes(), text._token_cache_key(
-        text.read_documents(b), 0, "word"))[1] is None
-
-
-@pytest.mark.parametrize("damage", ["flipped byte", "truncated", "not json", "empty sentences"])
-def test_a_damaged_cache_warns_about_the_cache_and_is_rebuilt(corpus_files, caplog, damage):
-    a, _, cache = corpus_files
-    expected = text.load_corpus(a, vocabulary_size=50, cache_dir=cache).sentences
-    path = only_cache_file(cache)
-    raw = path.read_bytes()
-    if damage == "flipped byte":
-        raw = raw[:-5] + bytes([raw[-5] ^ 1]) + raw[-4:]
-    elif damage == "truncated":
-        raw = raw[: len(raw) // 2]
-    elif damage == "not json":
-        raw = b"\xff\xfe garbage"
-    else:  # a correct checksum over sentences that are not marked token lists
-        payload = json.dumps([[]] * len(expected)).encode()
-        header = json.loads(raw.partition(b"\n")[0])
-        header["sha256"] = hashlib.sha256(payload).hexdigest()
-        raw = json.dumps(header).encode() + b"\n" + payload
-    path.write_bytes(raw)
-    with caplog.at_level(logging.WARNING, logger="symrnn.text"):
-        assert text.load_corpus(a, vocabulary_size=50, cache_dir=cache).sentences == expected
-    assert "ignoring the token cache" in caplog.text
-    assert path.read_bytes() != raw  # rewritten
-    assert sorted(p.name for p in cache.iterdir()) == [path.name]
-
-
-def test_the_cache_key_includes_the_symrnn_version(corpus_files, monkeypatch):
-    a, _, cache = corpus_files
-    monkeypatch.setattr(text, "_symrnn_version", lambda: "1.0")
-    text.load_corpus(a, vocabulary_size=50, cache_dir=cache)
-    monkeypatch.setattr(text, "_symrnn_version", lambda: "1.1")
-    text.load_corpus(a, vocabulary_size=50, cache_dir=cache)
-    assert len(list(cache.glob("tokens-*.json"))) == 2
-
-
-def test_a_failed_cache_write_only_warns_and_leaves_no_temporary_file(corpus_files, monkeypatch, caplog):
-    a, _, cache = corpus_files
-    cache.mkdir()
-
-    def full_disk(src, dst):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(files.os, "replace", full_disk)
-    with caplog.at_level(logging.WARNING, logger="symrnn.text"):
-        corpus = text.load_corpus(a, vocabulary_size=50, cache_dir=cache)
-    assert len(corpus) == 3
-    assert "could not write the token cache" in caplog.text and "No space left" in caplog.text
-    assert list(cache.iterdir()) == []
-
-
-def test_a_cache_folder_that_is_a_file_only_warns(corpus_files, caplog):
-    a, _, cache = corpus_files
-    cache.write_text("not a folder")
-    with caplog.at_level(logging.WARNING, logger="symrnn.text"):
-        assert len(text.load_corpus(a, vocabulary_size=50, cache_dir=cache)) == 3
-    assert "could not write the token cache" in caplog.text
-    assert cache.read_text() == "not a folder"
-
-
 # --------------------------------------------------------------------------
 # atomic_write
 # --------------------------------------------------------------------------
@@ -478,30 +343,6 @@ def test_a_failed_atomic_write_leaves_the_old_file_and_no_temporary_file(tmp_pat
 # --------------------------------------------------------------------------
 
 
-def test_unknown_share_counts_the_tokens_encoding_maps_to_unknown_token_without_the_markers():
-    vocabulary = text.Vocabulary([text.MASK_TOKEN, text.UNKNOWN_TOKEN, "a", "b", text.SENTENCE_START, text.SENTENCE_END])
-    sentences = [[text.SENTENCE_START, "a", "z", text.SENTENCE_END], [text.SENTENCE_START, "b", text.UNKNOWN_TOKEN, "y", "a",
-                                                                       text.SENTENCE_END]]
-    ids = np.concatenate([vocabulary.encode(s[1:-1]) for s in sentences])
-    assert text.unknown_share(sentences, vocabulary) == np.mean(ids == vocabulary.unknown_index) == 0.5
-    assert text.unknown_share([[text.SENTENCE_START, text.SENTENCE_END]], vocabulary) == 0.0
-
-
-def test_the_unknown_share_warning_starts_above_5_percent_when_the_training_share_is_unknown():
-    assert text.unknown_share_warning(0.05) is None
-    line = text.unknown_share_warning(0.71)
-    assert line.startswith("warning: 71.0% of the tokens are not in the model's vocabulary (UNKNOWN_TOKEN)")
-    assert "\n" not in line
-
-
-def test_the_unknown_share_warning_starts_5_points_above_the_share_the_model_was_trained_with():
-    # A 2,000-word vocabulary leaves 17% of the embedded corpus unknown: no warning on that corpus.
-    assert text.unknown_share_warning(0.175, trained_share=0.175) is None
-    assert text.unknown_share_warning(0.22, trained_share=0.175) is None
-    line = text.unknown_share_warning(0.26, trained_share=0.175)
-    assert line.startswith("warning: 26.0% of the tokens") and "against 17.5% in the corpus it was trained on" in line
-
-
 def test_resuming_on_the_training_corpus_with_a_small_vocabulary_does_not_warn(tmp_path):
     a = tmp_path / "a.txt"
     a.write_text(TEXT_A, encoding="utf-8")
@@ -527,7 +368,7 @@ def test_evaluate_py_on_another_corpus_prints_the_share_and_warns(tmp_path, mode
     other.write_text(TEXT_B, encoding="utf-8")
     result = run_script("evaluate.py", [str(model), "--data", str(other)], {}, tmp_path)
     assert result.returncode == 0, result.stderr
-    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("evaluate.py: warning:")]
     assert len(warnings) == 1 and "100.0% of the tokens are not in the model's vocabulary" in warnings[0]
     assert "tokens not in the model's vocabulary (UNKNOWN_TOKEN): 100.0%" in result.stdout
     same = run_script("evaluate.py", [str(model), "--data", str(model_file[1])], {}, tmp_path)
@@ -547,4 +388,4 @@ def test_resuming_on_another_corpus_prints_the_share_and_warns(tmp_path):
                          timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert "(UNKNOWN_TOKEN): 100.0%" in resumed.stdout
-    assert sum(line.startswith("warning: 100.0% of the tokens") for line in resumed.stderr.splitlines()) == 1
+    assert sum(line.startswith("train.py: warning: 100.0% of the tokens") for line in resumed.stderr.splitlines()) == 1

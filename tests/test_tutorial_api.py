@@ -22,9 +22,10 @@ from models.tutorial import (
     train_with_sgd,
 )
 from symrnn.errors import CheckpointError
-from symrnn.text import read_csv_bodies
+from symrnn.reading import read_csv_bodies
 from tests import numpy_reference as ref
-from tests.test_text import nltk_with_punkt_tab, original_tokenized_sentences, original_vocabulary  # noqa: F401
+from tests.test_tokenize import nltk_with_punkt_tab, original_tokenized_sentences  # noqa: F401
+from tests.test_vocab import original_vocabulary
 
 WORD_DIM, HIDDEN = 10, 3
 TUTORIAL_NAMES = ("E", "U", "W", "V", "b", "c")

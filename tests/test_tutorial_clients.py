@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from models.gru import GRUTheano  # was: from gru_theano import GRUTheano
-from symrnn.text import read_csv_bodies
+from symrnn.reading import read_csv_bodies
 from models.tutorial import (  # was: from utils import *
     generate_sentences,
     load_data,
@@ -31,7 +31,8 @@ from models.tutorial import (  # was: from utils import *
     save_model_parameters_theano,
     train_with_sgd,
 )
-from tests.test_text import nltk_with_punkt_tab, original_tokenized_sentences, original_vocabulary  # noqa: F401
+from tests.test_tokenize import nltk_with_punkt_tab, original_tokenized_sentences  # noqa: F401
+from tests.test_vocab import original_vocabulary
 
 REPO = Path(__file__).resolve().parents[1]
 GENERATE = str(REPO / "scripts" / "generate.py")
