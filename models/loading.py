@@ -18,7 +18,8 @@ import numpy as np
 from symrnn.checkpoint import Checkpoint
 from symrnn.errors import CheckpointError
 from models.gru import tutorial_to_library
-from models.language_model import RNNLanguageModel, parameter_shapes
+from models.language_model import RNNLanguageModel
+from symrnn.network import parameter_shapes
 
 __all__ = ["ARCHITECTURE_KEYS", "model_from_checkpoint", "part2_to_library"]
 

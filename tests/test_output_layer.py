@@ -16,7 +16,7 @@ from symrnn.backend import compile_mode
 from symrnn.fused import OutputLayerNLL, output_layer_nll
 from symrnn.losses import masked_nll
 
-CPU = compile_mode("cpu")
+CPU = compile_mode("c")
 PY_MODE = pytensor.compile.mode.Mode(linker=VMLinker(use_cloop=False, c_thunks=False), optimizer="fast_run")
 
 
