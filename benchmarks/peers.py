@@ -28,13 +28,13 @@ class SymrnnSide:
 
     name = "symrnn"
 
-    def __init__(self, values, backend="cpu", implementation="auto"):
+    def __init__(self, values, backend="c", implementation="auto"):
         from models.language_model import RNNLanguageModel
 
-        impl, loss_impl = {"auto": ("auto", "auto"), "scan": ("scan", "reference"), "fused": ("fused", "fused")}[implementation]
+        recurrence, output_layer = {"auto": ("auto", "auto"), "scan": ("scan", "reference"), "fused": ("fused", "fused")}[implementation]
         self.model = RNNLanguageModel(
             WORD_DIM, EMBEDDING_DIM, HIDDEN_DIM, num_layers=NUM_LAYERS, cell="gru", gate="hard_sigmoid",
-            dtype=DTYPE, backend=backend, implementation=impl, loss_implementation=loss_impl,
+            dtype=DTYPE, backend=backend, recurrence=recurrence, output_layer=output_layer,
             initial_values=values,
         )
         self.lr = np.float32(LEARNING_RATE)
@@ -70,7 +70,7 @@ class SymrnnSide:
         t = pt.tensor("targets", dtype="int32", shape=shape)
         m = pt.tensor("mask", dtype=DTYPE, shape=shape)
         W, b = self.model.params["output/W"], self.model.params["output/b"]
-        total, _ = losses.masked_nll(h, W, b, t, m, self.model.loss_implementation)
+        total, _ = losses.masked_nll(h, W, b, t, m, self.model.output_layer)
         grads = pytensor.grad(total, [W, b, h])
         f = pytensor.function([h, t, m], [total, *grads], mode=self.model.mode)
         return lambda: _wait(f(hidden, targets, mask))

@@ -38,10 +38,9 @@ from pytensor.tensor.special import softmax
 from symrnn import updates as update_rules
 from symrnn.backend import compile_mode
 from symrnn.legacy import gru_library_terms
-from symrnn.losses import masked_nll
 from symrnn.layers import project
-
-from models.language_model import one_step, stacked_states
+from symrnn.losses import masked_nll
+from symrnn.network import one_step, stacked_states
 
 __all__ = ["GRUTheano"]
 
@@ -91,7 +90,7 @@ class GRUTheano:
         self.U_in = as_shared(U_in, "U_in") if separate else None
         # The tutorial's order, which is also bptt's: dE, dU, dW, db, dV, dc.
         self.params = [self.E] + ([self.U_in] if separate else []) + [self.U, self.W, self.b, self.V, self.c]
-        self.mode = compile_mode("cpu")
+        self.mode = compile_mode("c")
         self.__theano_build__()
 
     def _library(self) -> dict:
@@ -105,7 +104,7 @@ class GRUTheano:
         ids, targets = x[:, None], y[:, None]
         mask = pt.ones_like(ids, dtype=self.dtype)
         params = self._library()
-        hidden = stacked_states(params, ids, mask, 2, "gru", "hard_sigmoid", truncate_gradient=self.bptt_truncate)
+        hidden, _ = stacked_states(params, ids, mask, 2, "gru", "hard_sigmoid", truncate_gradient=self.bptt_truncate)
         probabilities = softmax(project(hidden, params["output/W"], params["output/b"])[:, 0, :], axis=-1)
         cost, _ = masked_nll(hidden, params["output/W"], params["output/b"], targets, mask)
         grads = pytensor.grad(cost, self.params)

@@ -1,37 +1,19 @@
 r"""A word- or character-level recurrent language model built from symrnn pieces.
 
-Architecture (time-major, batch B, steps T)::
-
-    ids (T, B) --embedding--> (T, B, D)
-      for each layer l:  a = x @ W_x + b            (one product for all steps)
-                         h = recurrence(cell, a, mask, W_h)   (only h @ W_h inside the loop)
-                         x = dropout(h)             (training only, between layers)
-    logits = x @ W_out + b_out                      (one product for all steps)
-    loss   = sum over real tokens of -log softmax(logits)[target]
+The network (its graph and parameter table) is :mod:`symrnn.network`; the
+backends (linkers, per-shape compilation, device-resident values) are
+:mod:`symrnn.backend`. The loss is the sum over real tokens of
+``-log softmax(logits)[target]`` (:func:`symrnn.losses.masked_nll`).
 
 With ``cell="gru"``, ``num_layers=2``, ``gate="hard_sigmoid"`` and
 ``embedding_dim == hidden_dim`` this is exactly the WildML tutorial's GRUTheano
 (see :mod:`models.gru` for the mapping of parameters).
 
-Parameters are shared variables, named:
-
-====================  ===============  ==========================================
-name                  shape            initial values
-====================  ===============  ==========================================
-``embedding``         (V, D)           uniform(+-sqrt(1/V))
-``layer<l>/W_x``      (D or H, k*H)    uniform(+-sqrt(1/H))
-``layer<l>/W_h``      (H, k*H)         uniform(+-sqrt(1/H))
-``layer<l>/b``        (k*H,)           zeros
-``output/W``          (H, V)           uniform(+-sqrt(1/H))
-``output/b``          (V,)             zeros
-====================  ===============  ==========================================
-
-with k = 3 gate blocks for the GRU, 4 for the LSTM, 1 for the vanilla RNN.
-
-The model owns all training state: the parameters, one optimizer state per
-update rule (created on first need and shared by every compiled function, so
-the per-shape functions of the JAX backend update the same RMSprop caches or
-Adam moments) and the dropout generator. :meth:`RNNLanguageModel.state` and
+The model owns all training state: the parameters (shared variables named as
+in :mod:`symrnn.network`), one optimizer state per update rule (created on
+first need and shared by every compiled function, so the per-shape functions
+of the JAX backend update the same RMSprop caches or Adam moments) and the
+dropout generator. :meth:`RNNLanguageModel.state` and
 :meth:`RNNLanguageModel.load_state` read and set all of it; compiled functions
 only read and update it.
 """
@@ -46,132 +28,11 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 import pytensor.tensor.random as ptr
-from pytensor.tensor.special import softmax
 
-from symrnn import losses, updates as update_rules
-from symrnn.backend import compile_mode, uses_fused_ops
+from symrnn import backend as backends, losses, network, updates as update_rules
 from symrnn.cells import CELLS, GATES
-from symrnn.layers import embed, project
-from symrnn.recurrence import recurrent_layer, step_layer
 
-__all__ = ["RNNLanguageModel", "one_step", "parameter_shapes", "stacked_states"]
-
-
-def stacked_states(params: Mapping, ids, mask, num_layers: int, cell: str, gate: str,
-                   truncate_gradient: int = -1, implementation: str = "auto", dropout=None):
-    """Top layer's states of a stacked recurrent network over a padded batch.
-
-    Parameters
-    ----------
-    params : mapping name -> TensorVariable
-        ``embedding`` (V, D) and ``layer<l>/W_x``, ``layer<l>/W_h``, ``layer<l>/b``
-        (shared variables or expressions of them).
-    ids : TensorVariable (T, B) int32
-    mask : TensorVariable (T, B) float
-    num_layers, cell, gate, truncate_gradient, implementation : see :class:`RNNLanguageModel`
-    dropout : callable or None
-        Applied to each layer's input above the first and to the top output.
-
-    Returns
-    -------
-    TensorVariable (T, B, H)
-    """
-    drop = dropout or (lambda x: x)
-    x = embed(params["embedding"], ids)
-    for layer in range(num_layers):
-        if layer > 0:
-            x = drop(x)
-        W_h = params[f"layer{layer}/W_h"]
-        zeros = pt.zeros((ids.shape[1], W_h.shape[0]), dtype=W_h.dtype)
-        projected = project(x, params[f"layer{layer}/W_x"], params[f"layer{layer}/b"])
-        x = recurrent_layer(
-            cell, projected, mask, [zeros] * CELLS[cell].states, W_h, gate=gate,
-            truncate_gradient=truncate_gradient, implementation=implementation,
-        )[0]
-    return drop(x)
-
-
-def one_step(params: Mapping, ids, states, num_layers: int, cell: str, gate: str, implementation: str = "scan"):
-    """One time step of the whole network, for generation.
-
-    Parameters
-    ----------
-    params : mapping name -> TensorVariable (as :func:`stacked_states`, plus
-        ``output/W`` (H, V) and ``output/b`` (V,))
-    ids : TensorVariable (B,) int32
-    states : list of TensorVariable (B, H), ``num_layers * cell.states`` of them
-    num_layers, cell, gate : see :class:`RNNLanguageModel`
-    implementation : see :func:`symrnn.recurrence.step_layer`
-
-    Returns
-    -------
-    logits : TensorVariable (B, V)
-    new_states : list of TensorVariable (B, H)
-    """
-    n_states = CELLS[cell].states
-    x = params["embedding"][ids]
-    new_states = []
-    for layer in range(num_layers):
-        projected = pt.dot(x, params[f"layer{layer}/W_x"]) + params[f"layer{layer}/b"]
-        layer_states = step_layer(cell, projected, states[layer * n_states : (layer + 1) * n_states],
-                                  params[f"layer{layer}/W_h"], gate, implementation)
-        new_states.extend(layer_states)
-        x = layer_states[0]
-    return pt.dot(x, params["output/W"]) + params["output/b"], new_states
-
-
-def parameter_shapes(word_dim: int, embedding_dim: int, hidden_dim: int, num_layers: int, cell: str) -> "OrderedDict[str, tuple]":
-    """Names and shapes of a model's parameters, in a fixed order.
-
-    Returns
-    -------
-    OrderedDict name -> shape tuple
-    """
-    k = CELLS[cell].blocks
-    shapes = OrderedDict(embedding=(word_dim, embedding_dim))
-    for layer in range(num_layers):
-        fan_in = embedding_dim if layer == 0 else hidden_dim
-        shapes[f"layer{layer}/W_x"] = (fan_in, k * hidden_dim)
-        shapes[f"layer{layer}/W_h"] = (hidden_dim, k * hidden_dim)
-        shapes[f"layer{layer}/b"] = (k * hidden_dim,)
-    shapes["output/W"] = (hidden_dim, word_dim)
-    shapes["output/b"] = (word_dim,)
-    return shapes
-
-
-class _PerShape:
-    """A batch function compiled once per input shape (static shapes for JAX).
-
-    The first call with a new (T, B) shape compiles; later calls reuse it, so
-    batches padded to a few fixed lengths (``BUCKET_WIDTH``) compile a few times.
-    """
-
-    def __init__(self, build):
-        self.build = build
-        self.functions: dict = {}
-
-    def __call__(self, ids, *args):
-        shape = tuple(np.shape(ids))
-        if shape not in self.functions:
-            self.functions[shape] = self.build(shape)
-        return self.functions[shape](ids, *args)
-
-
-class _DeviceStateStep:
-    """The one-step function under JAX, with states left on the device between calls.
-
-    PyTensor's input checks turn every argument into a NumPy array, which under
-    JAX copies the states (B, H) back to the host and out again at each token.
-    Here only the ids are checked (cast to int32) and the states, as returned
-    by the previous call, go to JAX untouched.
-    """
-
-    def __init__(self, function):
-        self.function = function
-        function.trust_input = True
-
-    def __call__(self, ids, *states):
-        return self.function(np.asarray(ids, dtype=np.int32), *states)
+__all__ = ["RNNLanguageModel"]
 
 
 class RNNLanguageModel:
@@ -196,17 +57,21 @@ class RNNLanguageModel:
     dropout : float in [0, 1)
         Probability of dropping a unit between layers (and before the output
         layer) during training; never applied in evaluation or generation.
-    backend : ``"cpu"``, ``"numba"`` or ``"jax"`` (see :mod:`symrnn.backend`)
-    implementation : recurrence implementation, ``"auto"``, ``"scan"`` or ``"fused"``
-    loss_implementation : ``"auto"``, ``"reference"`` or ``"fused"``
+    backend : ``"c"``, ``"numba"`` or ``"jax"`` (see :mod:`symrnn.backend`)
+    recurrence : ``"auto"``, ``"scan"`` or ``"fused"``
+        How the recurrent layers loop over time (:func:`symrnn.recurrence.recurrent_layer`);
+        ``"auto"`` is ``"scan"`` where the fused Ops cannot run (JAX).
+    output_layer : ``"auto"``, ``"reference"`` or ``"fused"``
+        How the output layer's softmax loss is computed (:func:`symrnn.losses.masked_nll`);
+        ``"auto"`` is ``"reference"`` where the fused Ops cannot run (JAX).
     initial_values : mapping name -> array, optional
         Parameter values to start from (shapes checked) instead of random ones.
 
     Raises
     ------
     ValueError
-        For an unknown cell, gate or dtype, a dropout outside [0, 1), dropout
-        under the JAX backend, or initial values of the wrong shape.
+        For an unknown cell, gate, dtype or backend, a dropout outside [0, 1),
+        dropout under the JAX backend, or initial values of the wrong shape.
     """
 
     def __init__(
@@ -221,9 +86,9 @@ class RNNLanguageModel:
         seed: int | None = None,
         truncate_gradient: int = -1,
         dropout: float = 0.0,
-        backend: str = "cpu",
-        implementation: str = "auto",
-        loss_implementation: str = "auto",
+        backend: str = "c",
+        recurrence: str = "auto",
+        output_layer: str = "auto",
         initial_values: Mapping[str, np.ndarray] | None = None,
     ):
         if cell not in CELLS:
@@ -237,62 +102,36 @@ class RNNLanguageModel:
         if dropout and backend == "jax":
             # PyTensor's JAX backend has no binomial sampler (without NumPyro) and gives
             # each compiled function a private copy of a shared generator.
-            raise ValueError("dropout needs the cpu or numba backend; the jax backend cannot draw its masks")
+            raise ValueError("dropout needs the c or numba backend; the jax backend cannot draw its masks")
+        self.mode = backends.compile_mode(backend)
         self.word_dim, self.embedding_dim, self.hidden_dim = int(word_dim), int(embedding_dim), int(hidden_dim)
         self.num_layers, self.cell, self.gate, self.dtype = int(num_layers), cell, gate, dtype
         self.truncate_gradient, self.dropout, self.backend = int(truncate_gradient), float(dropout), backend
-        if not uses_fused_ops(backend):
-            implementation = "scan" if implementation == "auto" else implementation
-            loss_implementation = "reference" if loss_implementation == "auto" else loss_implementation
-        self.implementation, self.loss_implementation = implementation, loss_implementation
-        self.mode = compile_mode(backend)
-        self.seed = seed
-        self.shapes = parameter_shapes(self.word_dim, self.embedding_dim, self.hidden_dim, self.num_layers, cell)
-        values = dict(initial_values) if initial_values is not None else self._initial_values(np.random.default_rng(seed))
+        if not backends.uses_fused_ops(backend):
+            recurrence = "scan" if recurrence == "auto" else recurrence
+            output_layer = "reference" if output_layer == "auto" else output_layer
+        self.recurrence, self.output_layer = recurrence, output_layer
+        self.shapes = network.parameter_shapes(self.word_dim, self.embedding_dim, self.hidden_dim, self.num_layers, cell)
+        if initial_values is None:
+            initial_values = network.initial_values(self.shapes, np.random.default_rng(seed))
         self.params: "OrderedDict[str, pytensor.compile.SharedVariable]" = OrderedDict()
         for name, shape in self.shapes.items():
-            value = np.asarray(values[name])
+            value = np.asarray(initial_values[name])
             if value.shape != shape:
                 raise ValueError(f"parameter {name} has shape {value.shape}, expected {shape}")
             # Static shapes let every backend (JAX included) see H as a constant.
             self.params[name] = pytensor.shared(value.astype(dtype), name=name, shape=shape)
         self.dropout_rng = ptr.shared_rng(seed=seed, name="dropout/rng")
-        self._rng_updates: dict = {}
-        self._functions: dict = {}
         self.optimizer_states: "dict[str, OrderedDict[str, pytensor.compile.SharedVariable]]" = {}
-        self._keep_values_on_device()
+        self._values_to_device()
 
-    # ------------------------------------------------------------------ values
-    def _initial_values(self, rng: np.random.Generator) -> dict:
-        values = {}
-        for name, shape in self.shapes.items():
-            if name.endswith("/b"):
-                values[name] = np.zeros(shape)
-            else:
-                bound = np.sqrt(1.0 / (self.word_dim if name == "embedding" else self.hidden_dim))
-                values[name] = rng.uniform(-bound, bound, shape)
-        return values
+    # ------------------------------------------------------------------ state
+    def _values_to_device(self) -> None:
+        backends.keep_values_on_device(self.backend, (*self.params.values(), *self.optimizer_state.values()))
 
     def get_values(self) -> "OrderedDict[str, np.ndarray]":
         """Copies of the parameter values, by name, as NumPy arrays (on the host)."""
         return OrderedDict((name, np.array(p.get_value(borrow=True))) for name, p in self.params.items())
-
-    def _keep_values_on_device(self) -> None:
-        """Under JAX, hold the parameter and optimizer state values as device arrays.
-
-        PyTensor keeps a shared variable's value as a NumPy array until a
-        compiled update replaces it; under JAX each call of a function that
-        reads NumPy values copies them to the device again (the 8000 x 128
-        output matrix for every generated token). Training updates store
-        device arrays themselves; this covers the values set from NumPy
-        (initial, loaded, restored).
-        """
-        if self.backend != "jax":
-            return
-        import jax
-
-        for variable in (*self.params.values(), *self.optimizer_state.values()):
-            variable.container.storage[0] = jax.device_put(variable.container.storage[0])
 
     def set_values(self, values: Mapping[str, np.ndarray]) -> None:
         """Set parameter values (all names, exact shapes; cast to the model's dtype)."""
@@ -304,7 +143,7 @@ class RNNLanguageModel:
             if value.shape != self.shapes[name]:
                 raise ValueError(f"parameter {name} has shape {value.shape}, expected {self.shapes[name]}")
             param.set_value(value.astype(self.dtype))
-        self._keep_values_on_device()
+        self._values_to_device()
 
     @property
     def optimizer_state(self) -> "OrderedDict[str, pytensor.compile.SharedVariable]":
@@ -323,7 +162,7 @@ class RNNLanguageModel:
             raise ValueError(f"optimizer must be one of {sorted(update_rules.OPTIMIZERS)}, not {optimizer!r}")
         if optimizer not in self.optimizer_states:
             self.optimizer_states[optimizer] = update_rules.initial_state(optimizer, list(self.params.values()))
-            self._keep_values_on_device()
+            self._values_to_device()
         return self.optimizer_states[optimizer]
 
     def state(self) -> dict:
@@ -377,7 +216,7 @@ class RNNLanguageModel:
             variable.set_value(np.asarray(saved[name]).astype(variable.dtype))
         if generator is not None:
             self.dropout_rng.set_value(generator)
-        self._keep_values_on_device()
+        self._values_to_device()
 
     def settings(self) -> dict:
         """The architecture, as saved in checkpoints."""
@@ -391,44 +230,62 @@ class RNNLanguageModel:
         }
 
     # ------------------------------------------------------------------ graphs
-    def _dropout(self, x, training: bool):
-        if not training or self.dropout == 0.0:
-            return x
-        keep = np.asarray(1.0 - self.dropout, dtype=self.dtype)
-        current = self._rng_updates.get(self.dropout_rng, self.dropout_rng)
-        next_rng, kept = current.binomial(1, keep, size=x.shape)
-        self._rng_updates[self.dropout_rng] = next_rng
-        return x * kept.astype(self.dtype) / pt.constant(keep)
+    def input_variables(self, shape=(None, None)):
+        """Symbolic ``ids``, ``targets`` (int32) and ``mask`` (model dtype) of a (T, B) batch.
 
-    def hidden_states(self, ids, mask, training: bool = False):
-        """Top layer's states for a padded batch (see :func:`stacked_states`)."""
-        return stacked_states(
-            self.params, ids, mask, self.num_layers, self.cell, self.gate,
-            truncate_gradient=self.truncate_gradient, implementation=self.implementation,
-            dropout=lambda x: self._dropout(x, training),
-        )
-
-    def loss(self, ids, targets, mask, training: bool = False):
-        """Summed masked loss and token count of a padded batch (see :func:`symrnn.losses.masked_nll`)."""
-        hidden = self.hidden_states(ids, mask, training)
-        return losses.masked_nll(
-            hidden, self.params["output/W"], self.params["output/b"], targets, mask, self.loss_implementation
-        )
-
-    def _inputs(self, shape=(None, None)):
+        Parameters
+        ----------
+        shape : (T, B), ints or None (static shapes for JAX)
+        """
         return (
             pt.tensor("ids", dtype="int32", shape=shape),
             pt.tensor("targets", dtype="int32", shape=shape),
             pt.tensor("mask", dtype=self.dtype, shape=shape),
         )
 
+    def _sequence_loss(self, ids, targets, mask, dropout_rate: float):
+        hidden, rng_updates = network.stacked_states(
+            self.params, ids, mask, self.num_layers, self.cell, self.gate,
+            truncate_gradient=self.truncate_gradient, recurrence=self.recurrence,
+            dropout_rate=dropout_rate, rng=self.dropout_rng,
+        )
+        total, n_tokens = losses.masked_nll(
+            hidden, self.params["output/W"], self.params["output/b"], targets, mask, self.output_layer
+        )
+        return total, n_tokens, rng_updates
+
+    def loss(self, ids, targets, mask):
+        """Summed masked loss and token count of a padded batch, without dropout.
+
+        Parameters
+        ----------
+        ids, targets : TensorVariable (T, B) int32
+        mask : TensorVariable (T, B) of the model's dtype
+
+        Returns
+        -------
+        total, n_tokens : scalar TensorVariables of the model's dtype
+        """
+        total, n_tokens, _ = self._sequence_loss(ids, targets, mask, 0.0)
+        return total, n_tokens
+
+    def training_loss(self, ids, targets, mask):
+        """As :meth:`loss`, with the model's dropout.
+
+        Returns
+        -------
+        total, n_tokens : scalar TensorVariables
+        rng_updates : dict, the dropout generator's update (empty without dropout)
+        """
+        return self._sequence_loss(ids, targets, mask, self.dropout)
+
     @property
     def static_shapes(self) -> bool:
         """Whether batch functions are compiled per (T, B) shape (the JAX backend needs it)."""
-        return self.backend == "jax"
+        return backends.needs_static_shapes(self.backend)
 
     # -------------------------------------------------------------- functions
-    def compile_train(self, optimizer: str = "rmsprop", grad_clip: float | None = None, decay: float = 0.9):
+    def compile_train(self, optimizer: str = "rmsprop", grad_clip: float | None = None, **rule_options):
         """Compile one training step.
 
         The step skips the update (keeps every parameter and optimizer state)
@@ -439,8 +296,8 @@ class RNNLanguageModel:
         optimizer : ``"sgd"``, ``"rmsprop"`` or ``"adam"``
         grad_clip : float or None
             Maximum global gradient norm.
-        decay : float
-            RMSprop decay.
+        **rule_options
+            Passed to the update rule (:mod:`symrnn.updates`), e.g. ``decay`` for RMSprop.
 
         Returns
         -------
@@ -451,43 +308,39 @@ class RNNLanguageModel:
         :meth:`optimizer_variables`; compiling creates none.
         """
         state = self.optimizer_variables(optimizer)
-        if self.static_shapes:
-            return _PerShape(lambda shape: self._compile_train(optimizer, state, grad_clip, decay, shape))
-        return self._compile_train(optimizer, state, grad_clip, decay)
-
-    def _compile_train(self, optimizer, state, grad_clip, decay, shape=(None, None)):
-        ids, targets, mask = self._inputs(shape)
-        learning_rate = pt.scalar("learning_rate", dtype=self.dtype)
-        self._rng_updates = {}
-        total, n_tokens = self.loss(ids, targets, mask, training=True)
+        rule = update_rules.OPTIMIZERS[optimizer]
         params = list(self.params.values())
-        grads = pytensor.grad(total, params)
-        if grad_clip:
-            grads, norm = update_rules.clip_by_global_norm(grads, grad_clip)
-        else:
-            norm = pt.sqrt(sum(pt.sum(pt.sqr(g)) for g in grads))
-        options = {"decay": decay} if optimizer == "rmsprop" else {}
-        rule_updates = update_rules.OPTIMIZERS[optimizer](grads, params, learning_rate, state=state, **options)
-        finite = pt.isfinite(total) & pt.isfinite(norm)
-        guarded = OrderedDict((var, pt.switch(finite, new, var)) for var, new in rule_updates.items())
-        guarded.update(self._rng_updates)
-        return pytensor.function(
-            [ids, targets, mask, learning_rate],
-            [total, n_tokens, norm, pt.cast(finite, "int8")],
-            updates=guarded,
-            mode=self.mode,
-        )
+
+        def build(shape):
+            ids, targets, mask = self.input_variables(shape)
+            learning_rate = pt.scalar("learning_rate", dtype=self.dtype)
+            total, n_tokens, rng_updates = self.training_loss(ids, targets, mask)
+            grads = pytensor.grad(total, params)
+            if grad_clip:
+                grads, norm = update_rules.clip_by_global_norm(grads, grad_clip)
+            else:
+                norm = pt.sqrt(sum(pt.sum(pt.sqr(g)) for g in grads))
+            finite = pt.isfinite(total) & pt.isfinite(norm)
+            rule_updates = rule(grads, params, learning_rate, state=state, **rule_options)
+            guarded = OrderedDict((var, pt.switch(finite, new, var)) for var, new in rule_updates.items())
+            guarded.update(rng_updates)
+            return pytensor.function(
+                [ids, targets, mask, learning_rate],
+                [total, n_tokens, norm, pt.cast(finite, "int8")],
+                updates=guarded,
+                mode=self.mode,
+            )
+
+        return backends.compile_per_shape(self.backend, build)
 
     def compile_loss(self):
-        """Compile ``f(ids, targets, mask) -> (loss_sum, n_tokens)`` without dropout."""
-        if self.static_shapes:
-            return _PerShape(self._compile_loss)
-        return self._compile_loss()
+        """Compile ``f(ids (T,B), targets (T,B), mask (T,B)) -> (loss_sum, n_tokens)`` without dropout."""
 
-    def _compile_loss(self, shape=(None, None)):
-        ids, targets, mask = self._inputs(shape)
-        total, n_tokens = self.loss(ids, targets, mask, training=False)
-        return pytensor.function([ids, targets, mask], [total, n_tokens], mode=self.mode)
+        def build(shape):
+            ids, targets, mask = self.input_variables(shape)
+            return pytensor.function([ids, targets, mask], list(self.loss(ids, targets, mask)), mode=self.mode)
+
+        return backends.compile_per_shape(self.backend, build)
 
     def compile_step(self):
         """Compile the one-step function used for generation.
@@ -500,29 +353,10 @@ class RNNLanguageModel:
         of length n costs n calls (O(n)), not O(n^2) as in the tutorial.
         """
         ids = pt.ivector("ids")
-        n_states = CELLS[self.cell].states
-        states = [pt.matrix(f"state{i}", dtype=self.dtype) for i in range(self.num_layers * n_states)]
-        logits, new_states = one_step(self.params, ids, states, self.num_layers, self.cell, self.gate, self.implementation)
+        states = [pt.matrix(f"state{i}", dtype=self.dtype) for i in range(self.num_layers * CELLS[self.cell].states)]
+        logits, new_states = network.one_step(self.params, ids, states, self.num_layers, self.cell, self.gate, self.recurrence)
         step = pytensor.function([ids, *states], [logits, *new_states], mode=self.mode)
-        if self.backend == "jax":
-            return _DeviceStateStep(step)
-        return step
-
-    def compile_probabilities(self):
-        """Compile ``f(ids (T, B), mask (T, B)) -> probabilities (T, B, V)`` without dropout."""
-        ids, _, mask = self._inputs()
-        if self.static_shapes:
-            raise NotImplementedError("compile_probabilities needs the cpu or numba backend")
-        hidden = self.hidden_states(ids, mask, training=False)
-        logits = project(hidden, self.params["output/W"], self.params["output/b"])
-        return pytensor.function([ids, mask], softmax(logits, axis=-1), mode=self.mode)
-
-    def function(self, name: str, *args, **kwargs):
-        """Compile once, then reuse: ``function("train", optimizer="adam")``."""
-        key = (name, args, tuple(sorted(kwargs.items())))
-        if key not in self._functions:
-            self._functions[key] = getattr(self, f"compile_{name}")(*args, **kwargs)
-        return self._functions[key]
+        return backends.with_states_on_device(self.backend, step)
 
     def initial_state_values(self, batch: int) -> list:
         """Zero states for the one-step function, as NumPy arrays (B, H)."""

@@ -11,7 +11,9 @@ from __future__ import annotations
 from symrnn.checkpoint import Checkpoint
 from symrnn.errors import CheckpointError
 from symrnn.legacy import library_model
-from models.language_model import RNNLanguageModel, parameter_shapes
+from symrnn.network import parameter_shapes
+
+from models.language_model import RNNLanguageModel
 
 __all__ = ["ARCHITECTURE_KEYS", "model_from_checkpoint"]
 

@@ -66,7 +66,7 @@ class RNNTheano:
         self.V = pytensor.shared(V.astype(self.dtype), name="V")
         self.W = pytensor.shared(W.astype(self.dtype), name="W")
         self.params = [self.U, self.V, self.W]
-        self.mode = compile_mode("cpu")
+        self.mode = compile_mode("c")
         self.__theano_build__()
 
     def __theano_build__(self):

@@ -39,8 +39,8 @@ def parse_arguments(argv):
     parser.add_argument("--json", action="store_true", help="also print every figure as one JSON object on the last line")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (for tests)")
     parser.add_argument("--skip-torch", action="store_true", help="run symrnn's side only (ratios n/a)")
-    parser.add_argument("--backend", choices=("cpu", "numba", "jax"), default=None,
-                        help="symrnn's compile backend (default cpu; jax with --device gpu)")
+    parser.add_argument("--backend", choices=("c", "numba", "jax"), default=None,
+                        help="symrnn's compile backend (default c, PyTensor's C VM linker; jax with --device gpu)")
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                         help="gpu: symrnn on PyTensor's JAX backend, PyTorch on CUDA (default cpu)")
     parser.add_argument("--implementation", choices=("auto", "scan", "fused"), default="auto",
@@ -53,7 +53,7 @@ def parse_arguments(argv):
     parser.add_argument("--worker-args", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.backend is None:
-        options.backend = "jax" if options.device == "gpu" else "cpu"
+        options.backend = "jax" if options.device == "gpu" else "c"
     elif options.device == "gpu" and options.backend != "jax":
         parser.error("--device gpu runs symrnn on the jax backend; leave --backend out or give --backend jax")
     return options

@@ -234,7 +234,8 @@ class Run:
             backend=s.backend_name, initial_values=initial,
         )
         started = time.perf_counter()
-        self.train_step = self.model.compile_train(optimizer=s.optimizer, grad_clip=s.grad_clip or None, decay=s.decay)
+        rule_options = {"decay": s.decay} if s.optimizer == "rmsprop" else {}  # DECAY is RMSprop's setting
+        self.train_step = self.model.compile_train(optimizer=s.optimizer, grad_clip=s.grad_clip or None, **rule_options)
         self.loss_fn = self.model.compile_loss()
         self.step_fn = self.model.compile_step()
         self.say(f"Compiled training, evaluation and generation functions in {time.perf_counter() - started:.1f} s")

@@ -1,6 +1,8 @@
-"""Compilation modes: which PyTensor linker runs the graphs.
+"""Backends: which PyTensor linker runs the graphs, and what each needs around it.
 
-``"cpu"`` (default)
+The one module of symrnn that knows linkers, JAX and devices.
+
+``"c"`` (default)
     PyTensor's C virtual machine (``cvm`` linker, ``fast_run`` rewrites). With the
     fused recurrent and loss Ops (:mod:`symrnn.ops`) this was the fastest on
     CPU in ``scripts/benchmark.py``.
@@ -8,36 +10,72 @@
     PyTensor's Numba backend (its default mode in version 3).
 ``"jax"``
     PyTensor's JAX backend, for GPUs; needs ``jax`` installed and static shapes
-    (fixed-length batches); uses the ``scan`` implementation. JAX's own settings
-    (full float32 products instead of TF32, its persistent compile cache) are
-    the scripts' to make (``scripts/process.py``): this module sets none.
+    (fixed-length batches, :func:`compile_per_shape`); uses the ``scan``
+    implementation. Values stay on the device between calls
+    (:func:`keep_values_on_device`, :func:`with_states_on_device`). JAX's own
+    settings (full float32 products instead of TF32, its persistent compile
+    cache) are the scripts' to make (``scripts/process.py``): this module sets none.
 """
 
 from __future__ import annotations
 
-import logging
+from typing import Callable, Iterable
 
+import numpy as np
+import pytensor.tensor as pt
 from pytensor.compile.mode import Mode, get_mode
+from pytensor.graph.rewriting.basic import in2out, node_rewriter
+from pytensor.tensor.elemwise import CAReduce
 
-__all__ = ["BACKENDS", "compile_mode", "uses_fused_ops"]
+__all__ = [
+    "BACKENDS", "PerShapeFunction", "compile_mode", "compile_per_shape", "keep_values_on_device",
+    "needs_static_shapes", "uses_fused_ops", "with_states_on_device",
+]
 
-BACKENDS = ("cpu", "numba", "jax")
-
-log = logging.getLogger(__name__)
+BACKENDS = ("c", "numba", "jax")
 
 
-def compile_mode(backend: str = "cpu") -> Mode:
+def _check(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
+
+
+@node_rewriter([CAReduce])
+def _reduce_in_accumulator_dtype(fgraph, node):
+    """``Sum{acc=float64}(x)`` of declared dtype float32 -> ``cast(Sum{dtype=float64}(x), float32)``.
+
+    PyTensor 3.0's JAX translation of ``CAReduce`` (``Sum`` and friends) returns
+    the accumulator dtype (float64 for float32 sums) instead of the declared
+    output dtype, so float32 parameters silently became float64 after one
+    update and the next call's ``scan`` refused the mixed carry types. After
+    this rewrite every reduction's declared dtype is the one JAX returns, and
+    an explicit cast gives the original dtype: same precision, right types.
+    """
+    op = node.op
+    accumulator = getattr(op, "acc_dtype", None)
+    declared = node.outputs[0].dtype
+    if accumulator is None or accumulator == declared:
+        return None
+    return [pt.cast(op.clone(dtype=accumulator)(*node.inputs), declared)]
+
+
+#: After every rewrite of PyTensor's JAX mode (the last sit at 100 and 110).
+_JAX_REWRITES = ((in2out(_reduce_in_accumulator_dtype, name="symrnn_reduce_in_accumulator_dtype"), 120),)
+
+
+def compile_mode(backend: str = "c") -> Mode:
     """The PyTensor ``Mode`` for a backend name.
 
     Parameters
     ----------
-    backend : ``"cpu"``, ``"numba"`` or ``"jax"``
+    backend : ``"c"``, ``"numba"`` or ``"jax"``
 
     Returns
     -------
     pytensor.compile.mode.Mode
     """
-    if backend == "cpu":
+    _check(backend)
+    if backend == "c":
         # PyTensor folds a scalar factor into a matrix product (Dot22Scalar)
         # even when the product has other users, so the RMSprop update's
         # learning_rate * gradient recomputed the output layer's (H x V)
@@ -46,51 +84,118 @@ def compile_mode(backend: str = "cpu") -> Mode:
         return Mode(linker="cvm", optimizer="fast_run").excluding("local_dot22_to_dot22scalar")
     if backend == "numba":
         return get_mode("NUMBA")
-    if backend == "jax":
-        try:
-            import jax  # noqa: F401
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise ImportError("the jax backend needs JAX: pip install 'symrnn[gpu]' or pip install jax") from exc
-        _keep_reduction_dtypes_in_jax()
-        return get_mode("JAX")
-    raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
+    try:
+        import jax  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ImportError("the jax backend needs JAX: pip install 'symrnn[gpu]' or pip install jax") from exc
+    return get_mode("JAX").register(*_JAX_REWRITES)
 
 
 def uses_fused_ops(backend: str) -> bool:
     """Whether the fused NumPy Ops can run under ``backend`` (not under JAX)."""
+    _check(backend)
     return backend != "jax"
 
 
-_JAX_PATCHED = False
+def needs_static_shapes(backend: str) -> bool:
+    """Whether batch functions must be compiled per (T, B) shape (JAX's static shapes)."""
+    _check(backend)
+    return backend == "jax"
 
 
-def _keep_reduction_dtypes_in_jax() -> None:
-    """Make PyTensor's JAX reductions return their declared dtype.
+class PerShapeFunction:
+    """A batch function compiled once per input shape.
 
-    PyTensor 3.0's JAX translation of ``CAReduce`` (``Sum`` and friends) returns
-    the accumulator dtype (float64 for float32 sums) instead of the output
-    dtype, so float32 parameters silently became float64 after one update and
-    the next call's ``scan`` refused the mixed carry types. We wrap the
-    translation to cast back to the node's output dtype.
+    Parameters
+    ----------
+    build : callable ``build(shape) -> function``
+        Compiles the function for ``shape = (T, B)``, the shape of the first argument.
+
+    The first call with a new (T, B) shape compiles; later calls reuse it, so
+    batches padded to a few fixed lengths (``BUCKET_WIDTH``) compile a few
+    times. :attr:`functions` holds them by shape.
     """
-    global _JAX_PATCHED
-    if _JAX_PATCHED:
+
+    def __init__(self, build: Callable):
+        self.build = build
+        self.functions: dict = {}
+
+    def __call__(self, ids, *args):
+        shape = tuple(np.shape(ids))
+        if shape not in self.functions:
+            self.functions[shape] = self.build(shape)
+        return self.functions[shape](ids, *args)
+
+
+def compile_per_shape(backend: str, build: Callable):
+    """A batch function for ``backend``: ``build((None, None))``, or one per shape where shapes must be static.
+
+    Parameters
+    ----------
+    backend : str
+    build : callable ``build(shape) -> function``, ``shape`` a (T, B) tuple of ints or Nones
+
+    Returns
+    -------
+    callable with the signature of the built functions
+    """
+    if needs_static_shapes(backend):
+        return PerShapeFunction(build)
+    return build((None, None))
+
+
+class _StatesOnDevice:
+    """A one-step function under JAX whose states stay on the device between calls.
+
+    PyTensor's input checks turn every argument into a NumPy array, which under
+    JAX copies the states (B, H) back to the host and out again at each token.
+    Here only the ids are checked (cast to int32) and the states, as returned
+    by the previous call, go to JAX untouched.
+    """
+
+    def __init__(self, function):
+        self.function = function
+        function.trust_input = True
+
+    def __call__(self, ids, *states):
+        return self.function(np.asarray(ids, dtype=np.int32), *states)
+
+
+def with_states_on_device(backend: str, step):
+    """The compiled ``step(ids (B,) int32, *states)``, keeping its states on the device under JAX.
+
+    Parameters
+    ----------
+    backend : str
+    step : compiled pytensor function whose first input is the int32 ids
+
+    Returns
+    -------
+    callable ``f(ids, *states) -> outputs``: ``step`` itself except under JAX.
+    """
+    _check(backend)
+    return _StatesOnDevice(step) if backend == "jax" else step
+
+
+def keep_values_on_device(backend: str, variables: Iterable) -> None:
+    """Under JAX, hold the values of these shared variables as device arrays.
+
+    PyTensor keeps a shared variable's value as a NumPy array until a
+    compiled update replaces it; under JAX each call of a function that reads
+    NumPy values copies them to the device again (the 8000 x 128 output matrix
+    for every generated token). Compiled updates store device arrays
+    themselves; call this after setting values from NumPy. Other backends:
+    nothing happens.
+
+    Parameters
+    ----------
+    backend : str
+    variables : iterable of shared variables
+    """
+    _check(backend)
+    if backend != "jax":
         return
-    from pytensor.link.jax.dispatch import jax_funcify
-    from pytensor.tensor.elemwise import CAReduce
+    import jax
 
-    translate = jax_funcify.dispatch(CAReduce)
-
-    @jax_funcify.register(CAReduce)
-    def _careduce_with_output_dtype(op, node=None, **kwargs):
-        reduce = translate(op, node=node, **kwargs)
-        if node is None:
-            return reduce
-        dtype = node.outputs[0].dtype
-
-        def careduce(x):
-            return reduce(x).astype(dtype)
-
-        return careduce
-
-    _JAX_PATCHED = True
+    for variable in variables:
+        variable.container.storage[0] = jax.device_put(variable.container.storage[0])

@@ -96,7 +96,7 @@ class Settings:
     num_samples: int = _setting(10, "sentences generated at each report", _non_negative)
     temperature: float = _setting(1.0, "sampling temperature (0: greedy)", _non_negative)
     device: str = _setting("cpu", "cpu or gpu (gpu runs PyTensor's JAX backend)", _choice("cpu", "gpu"))
-    backend: str = _setting("auto", "auto, cpu (C VM + fused ops), numba or jax", _choice("auto", "cpu", "numba", "jax"))
+    backend: str = _setting("auto", "auto, c (the C VM linker + fused ops; cpu is the same), numba or jax", _choice("auto", "c", "cpu", "numba", "jax"))
     bucket_width: int = _setting(0, "pad batch lengths to a multiple of this (0: no padding; the JAX backend uses 16)", _non_negative)
     blas_threads: int = _setting(0, "threads for matrix products (0: the BLAS default, all cores; 1 is far faster while other processes keep the cores busy)", _non_negative)
     time_limit: float = _setting(0.0, "stop training after this many seconds, saving the model (0: no limit)", _non_negative)
@@ -145,10 +145,14 @@ class Settings:
 
     @property
     def backend_name(self) -> str:
-        """The compilation backend these settings select."""
-        if self.backend != "auto":
-            return self.backend
-        return "jax" if self.device == "gpu" else "cpu"
+        """The compilation backend these settings select, one of :data:`symrnn.backend.BACKENDS`.
+
+        ``BACKEND=cpu`` (the name of earlier versions, kept in their
+        checkpoints) is the C VM linker, ``"c"``.
+        """
+        if self.backend == "auto":
+            return "jax" if self.device == "gpu" else "c"
+        return "c" if self.backend == "cpu" else self.backend
 
     def output_path(self, now: datetime.datetime | None = None, tag: str | None = None) -> str:
         """MODEL_OUTPUT_FILE, or a new tutorial-style default name (with ``.npz``).

@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.language_model import parameter_shapes
 from symrnn import files
 from symrnn.checkpoint import load_checkpoint, save_checkpoint
 from symrnn.config import Settings
 from symrnn.corpus import load_corpus
 from symrnn.errors import CheckpointError, ConfigError
 from symrnn.memory import available_memory_bytes, parameter_count, training_memory_bytes
+from symrnn.network import parameter_shapes
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"

@@ -229,3 +229,16 @@ def test_settings_describe_and_help_name_every_variable():
     for name in FIELDS:
         assert name in described and name in helped
     assert settings.as_dict()["hidden_dim"] == 128
+
+
+def test_backend_name_is_one_of_the_librarys_backends_with_cpu_naming_the_c_vm_linker_as_in_older_checkpoints():
+    from symrnn.backend import BACKENDS
+
+    assert Settings.from_environ({"BACKEND": "cpu"}).backend_name == "c"  # checkpoints of earlier runs hold "cpu"
+    assert Settings.from_environ({"BACKEND": "c"}).backend_name == "c"
+    assert Settings.from_environ({}).backend_name == "c"
+    assert Settings.from_environ({"DEVICE": "gpu"}).backend_name == "jax"
+    for name in ("numba", "jax"):
+        assert Settings.from_environ({"BACKEND": name}).backend_name == name
+    for value in ("auto", "c", "cpu", "numba", "jax"):
+        assert Settings(backend=value).backend_name in BACKENDS

@@ -2,19 +2,16 @@
 
 Under JAX a training step is compiled once per padded batch shape; every one of
 those functions must update the model's single optimizer state, so the JAX
-backend trains exactly like the CPU backend through batches of several lengths,
+backend trains exactly like the C backend through batches of several lengths,
 and checkpoints (train.py) save and restore that one state.
 """
 
 import importlib.util
 
 import numpy as np
-import pytensor
-import pytensor.tensor as pt
 import pytest
 
 from models.language_model import RNNLanguageModel
-from symrnn import updates as update_rules
 from symrnn.checkpoint import load_checkpoint, save_checkpoint
 from tests.test_robustness import base_env, run_train
 from tests.test_scripts import assert_one_line_error
@@ -51,21 +48,6 @@ def assert_equal_arrays(actual: dict, expected: dict, what: str):
         np.testing.assert_allclose(actual[name], expected[name], rtol=RTOL, atol=ATOL, err_msg=f"{what} {name}")
 
 
-def test_an_update_rule_given_a_state_updates_those_variables_and_creates_none():
-    param = pytensor.shared(np.ones(3), name="p")
-    state = update_rules.initial_state("adam", [param])
-    assert sorted(state) == ["adam/step", "p/adam_m", "p/adam_v"]
-    grad = pt.vector("g", dtype="float64")
-    first = update_rules.adam([grad], [param], 0.1, state=state)
-    second = update_rules.adam([2 * grad], [param], 0.1, state=state)
-    assert update_rules.optimizer_state(first, [param]) == update_rules.optimizer_state(second, [param]) == dict(state)
-    for updates in (first, second):
-        pytensor.function([grad], [], updates=updates, mode="FAST_COMPILE")(np.ones(3))
-    assert state["adam/step"].get_value() == 2
-    with pytest.raises(ValueError, match="rmsprop_cache"):
-        update_rules.rmsprop([grad], [param], 0.1, state=state)
-
-
 def test_every_compiled_training_function_of_a_model_updates_its_one_optimizer_state():
     model = RNNLanguageModel(V, D, H, seed=5)
     state = model.optimizer_variables("rmsprop")
@@ -99,10 +81,10 @@ def test_load_state_restores_parameters_optimizer_state_and_dropout_generator_an
 
 @needs_jax
 @pytest.mark.parametrize("optimizer", ["rmsprop", "adam"])
-def test_the_jax_backend_trains_through_several_padded_lengths_like_the_cpu_backend(optimizer):
-    (cpu, _), (jax_model, jax_step) = trained("cpu", optimizer), trained("jax", optimizer)
+def test_the_jax_backend_trains_through_several_padded_lengths_like_the_c_backend(optimizer):
+    (on_c, _), (jax_model, jax_step) = trained("c", optimizer), trained("jax", optimizer)
     assert len(jax_step.functions) == 3  # one compiled function per padded length
-    expected, actual = cpu.state(), jax_model.state()
+    expected, actual = on_c.state(), jax_model.state()
     assert_equal_arrays(actual["params"], expected["params"], "parameter")
     assert_equal_arrays(actual["optimizer_state"], expected["optimizer_state"], "optimizer state")
     if optimizer == "adam":
@@ -111,7 +93,7 @@ def test_the_jax_backend_trains_through_several_padded_lengths_like_the_cpu_back
 
 @needs_jax
 def test_the_jax_backend_rejects_dropout_with_a_clear_error():
-    with pytest.raises(ValueError, match="dropout needs the cpu or numba backend"):
+    with pytest.raises(ValueError, match="dropout needs the c or numba backend"):
         RNNLanguageModel(V, D, H, backend="jax", dropout=0.2)
 
 
@@ -130,14 +112,14 @@ def assert_equal_checkpoints(actual_path, expected_path):
 
 @needs_jax
 @pytest.mark.parametrize("optimizer", ["rmsprop", pytest.param("adam", marks=pytest.mark.slow)])
-def test_train_py_under_jax_saves_the_parameters_and_optimizer_state_of_the_cpu_backend(tmp_path, optimizer):
+def test_train_py_under_jax_saves_the_parameters_and_optimizer_state_of_the_c_backend(tmp_path, optimizer):
     paths = {}
-    for backend in ("cpu", "jax"):
+    for backend in ("c", "jax"):
         paths[backend] = tmp_path / f"{backend}.npz"
         env = base_env(tmp_path, BACKEND=backend, OPTIMIZER=optimizer, MODEL_OUTPUT_FILE=paths[backend], **TRAIN_SETTINGS)
         result = run_train(env, tmp_path)
         assert result.returncode == 0, result.stdout + result.stderr
-    assert_equal_checkpoints(paths["jax"], paths["cpu"])
+    assert_equal_checkpoints(paths["jax"], paths["c"])
 
 
 @needs_jax

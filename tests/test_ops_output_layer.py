@@ -15,7 +15,7 @@ from symrnn.backend import compile_mode
 from symrnn.losses import masked_nll
 from symrnn.ops.output_layer import OutputLayerNLL, output_layer_nll
 
-CPU = compile_mode("cpu")
+CPU = compile_mode("c")
 PY_MODE = pytensor.compile.mode.Mode(linker=VMLinker(use_cloop=False, c_thunks=False), optimizer="fast_run")
 
 
