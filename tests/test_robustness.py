@@ -67,8 +67,11 @@ def start_and_wait_for_training(env, cwd):
 def test_an_interrupted_and_resumed_run_ends_with_the_same_parameters_as_an_uninterrupted_one(tmp_path):
     settings = dict(BATCH_SIZE=1, NEPOCH=8, PRINT_EVERY=100000, DROPOUT=0.2, VALIDATION_FRACTION=0.1)
     whole = tmp_path / "whole.npz"
-    result = run_train(base_env(tmp_path, MODEL_OUTPUT_FILE=whole, **settings), tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
+    process, _ = start_and_wait_for_training(base_env(tmp_path, MODEL_OUTPUT_FILE=whole, **settings), tmp_path)
+    started = time.monotonic()
+    output = process.communicate(timeout=300)[0]
+    training_seconds = time.monotonic() - started
+    assert process.returncode == 0, output
 
     parted = tmp_path / "parted.npz"
     env = base_env(tmp_path, MODEL_OUTPUT_FILE=parted, **settings)
@@ -77,7 +80,8 @@ def test_an_interrupted_and_resumed_run_ends_with_the_same_parameters_as_an_unin
         if interruptions:
             env["RESUME"] = str(parted)
         process, _ = start_and_wait_for_training(env, tmp_path)
-        time.sleep(random.uniform(0.3, 1.0))
+        # Within the first half of the training time the uninterrupted run took.
+        time.sleep(random.uniform(0.15, 0.45) * training_seconds)
         process.send_signal(signum)
         output = process.communicate(timeout=120)[0]
         if "Training done" in output:  # finished before the signal landed: nothing to resume
