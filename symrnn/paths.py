@@ -91,17 +91,32 @@ def check_output_path(path: str, inputs: Iterable[str] = (), *, what: str = "out
         if not os.path.isdir(existing):
             raise ConfigError(f"{what} {path!r}: {existing!r} is a file, not a folder; choose another path")
         raise ConfigError(f"{what} {path!r}: folder {directory!r} does not exist; create it first")
-    if os.path.exists(absolute):
-        for source in inputs:
-            if source and os.path.exists(source) and os.path.samefile(absolute, source):
-                raise ConfigError(
-                    f"{what} {path!r}: it is {source!r}, which this run reads, and writing would replace it; "
-                    "choose another file"
-                )
+    for source in inputs:
+        if not source or not os.path.exists(source):
+            continue
+        if os.path.exists(absolute) and os.path.samefile(absolute, source):
+            raise ConfigError(
+                f"{what} {path!r}: it is {source!r}, which this run reads, and writing would replace it; "
+                "choose another file"
+            )
+        if os.path.isdir(source) and _read_as_part_of(source, absolute):
+            raise ConfigError(
+                f"{what} {path!r}: it lies in the data folder {source!r} with a name the corpus reader reads, so "
+                "writing it would change (or replace part of) the corpus; choose a name or folder outside it"
+            )
     problem = replace_problem(absolute)
     if problem:
         raise ConfigError(f"{what} {path!r}: {problem}")
     _probe_folder(path, directory, what)
+
+
+def _read_as_part_of(folder: str, absolute: str) -> bool:
+    """Whether reading ``folder`` as a corpus would read the file at ``absolute``."""
+    from symrnn.reading import FOLDER_DATA_SUFFIXES  # imported here: symrnn.reading depends on this module
+
+    directory = os.path.dirname(absolute)
+    inside = os.path.exists(directory) and os.path.samefile(directory, folder)
+    return inside and os.path.splitext(absolute)[1].lower() in FOLDER_DATA_SUFFIXES
 
 
 def _probe_folder(path: str, directory: str, what: str) -> None:

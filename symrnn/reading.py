@@ -33,6 +33,10 @@ logger = logging.getLogger(__name__)
 #: (``MAX_DATA_MB`` in train.py).
 DEFAULT_MAX_DATA_BYTES = 2048 * 2**20
 
+#: The files of a data folder that are read as the corpus: those directly
+#: inside it whose names end so (any letter case).
+FOLDER_DATA_SUFFIXES = (".txt", ".csv")
+
 
 class _NoTextError(DataError):
     """A readable file that holds no usable text (used to skip such files)."""
@@ -257,7 +261,7 @@ def read_documents(path: str | os.PathLike, max_bytes: int | None = DEFAULT_MAX_
     if path.is_dir():
         files = sorted(
             p for p in path.iterdir()
-            if p.is_file() and p.suffix.lower() in (".txt", ".csv")
+            if p.is_file() and p.suffix.lower() in FOLDER_DATA_SUFFIXES
         )
         documents: list[str] = []
         remaining = max_bytes

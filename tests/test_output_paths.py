@@ -92,6 +92,25 @@ def test_a_best_model_file_that_is_the_corpus_is_refused(folder):
            VALIDATION_FRACTION="0.1")
 
 
+@pytest.mark.parametrize("name", ["b.txt", "new.TXT", "more.csv"])
+def test_a_model_file_in_the_data_folder_under_a_name_the_reader_reads_is_refused(folder, name):
+    data = folder / "data"
+    data.mkdir()
+    (folder / "corpus.txt").rename(data / "a.txt")
+    (data / "b.txt").write_text("an own file of the corpus, to be kept.\n", encoding="utf-8")
+    refuse(folder, "data folder", "corpus reader", MODEL_OUTPUT_FILE=data / name, INPUT_DATA_FILE=data)
+
+
+def test_a_model_file_in_the_data_folder_under_a_name_the_reader_skips_is_accepted(tmp_path):
+    from symrnn.paths import check_output_path
+
+    (tmp_path / "a.txt").write_text("text\n", encoding="utf-8")
+    check_output_path(str(tmp_path / "model.npz"), [str(tmp_path)])
+    check_output_path(str(tmp_path / "model.loss.png"), [str(tmp_path)])
+    with pytest.raises(ConfigError, match="data folder"):
+        check_output_path(str(tmp_path / "model.txt"), [str(tmp_path)])
+
+
 # --------------------------------------------------------------------------
 # 4, 5 and 7. Places a file cannot or must not be written
 # --------------------------------------------------------------------------
