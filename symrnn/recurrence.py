@@ -79,9 +79,11 @@ def step_layer(
     W_h : TensorVariable (H, k*H)
     gate : name of the gate nonlinearity
     implementation : ``"scan"`` (the cell's step function as graph Ops), or
-        ``"auto"`` / ``"fused"``: for the GRU, the fused Op over one time step
-        (about 12% faster per generated token at batch 64 on CPU), else the
-        step function.
+        ``"auto"`` / ``"fused"``: the cell's fused Op over one time step. On
+        CPU (H = 128, float32) a fused layer step takes 2 to 4 times less
+        time at batch 64 (GRU 0.44 vs 0.98 ms, LSTM 0.53 vs 2.1 ms, RNN 0.22
+        vs 0.65 ms) and about 5 to 13 microseconds more at batch 1, where the
+        output layer dominates a generated token's cost.
 
     Returns
     -------
@@ -89,7 +91,7 @@ def step_layer(
     """
     cell = _cell(cell)
     _check_implementation(implementation)
-    if implementation != "scan" and cell.name == "gru":
+    if implementation != "scan":
         every_row = pt.ones((1, projected_t.shape[0]), dtype=projected_t.dtype)
         return tuple(s[0] for s in _fused(cell, projected_t[None], every_row, states, W_h, gate))
     return _as_tuple(cell.step(projected_t, *states, W_h, gate=GATES[gate]))

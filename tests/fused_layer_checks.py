@@ -192,3 +192,20 @@ def assert_the_default_model_trains_with_the_fused_op(cell, gate, op_type):
     assert op_type not in scan_ops
     for a, b in zip(auto_out, scan_out):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-13)
+
+
+def assert_the_generation_step_uses_the_fused_op(cell, gate, op_type):
+    """The default (auto) one-step generator runs ``op_type`` and equals the cell's step function."""
+    V, D, H, B = 11, 4, 5, 3
+    steps = {
+        implementation: RNNLanguageModel(V, D, H, num_layers=2, cell=cell, gate=gate, dtype="float64", seed=4,
+                                         implementation=implementation).compile_step()
+        for implementation in ("auto", "scan")
+    }
+    assert [type(n.op) for n in steps["auto"].maker.fgraph.apply_nodes].count(op_type) == 2
+    assert not any(isinstance(n.op, op_type) for n in steps["scan"].maker.fgraph.apply_nodes)
+    rng = np.random.default_rng(6)
+    states = [rng.normal(size=(B, H)) for _ in range(2 * CELLS[cell].states)]
+    ids = np.array([1, 5, 7], dtype="int32")
+    for got, want in zip(steps["auto"](ids, *states), steps["scan"](ids, *states)):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-13)

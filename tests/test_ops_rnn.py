@@ -15,6 +15,7 @@ from tests.fused_layer_checks import (
     assert_fused_equals_scan_and_numpy,
     assert_padding_carries_the_states,
     assert_the_default_model_trains_with_the_fused_op,
+    assert_the_generation_step_uses_the_fused_op,
     assert_windows_carry_the_states,
     layer_inputs,
 )
@@ -46,6 +47,10 @@ def test_three_windows_fed_each_others_final_states_equal_one_pass():
 
 def test_the_default_rnn_language_model_trains_with_the_fused_op_and_the_scan_graphs_loss_and_gradients():
     assert_the_default_model_trains_with_the_fused_op("rnn", GATE, FusedRNN)
+
+
+def test_the_default_generation_step_runs_the_fused_op_and_equals_the_step_function():
+    assert_the_generation_step_uses_the_fused_op("rnn", GATE, FusedRNN)
 
 
 def test_zero_time_steps_give_empty_states_and_zero_gradients():

@@ -98,9 +98,8 @@ class FusedLSTM(FusedLayer):
         hs = np.empty((T, B, H), dtype=dtype)
         cs = np.empty((T, B, H), dtype=dtype)
         acts = np.empty((T, B, H4), dtype=dtype)
-        W = np.empty((H, H4), dtype=dtype)
-        W[:, :H3] = gate_inputs(projected[:, :, :H3], W_h[:, :H3], hard, out=acts[:, :, :H3])
-        W[:, H3:] = W_h[:, H3:]
+        W_gates = gate_inputs(projected[:, :, :H3], W_h[:, :H3], hard, out=acts[:, :, :H3])
+        W = np.concatenate([W_gates, W_h[:, H3:]], axis=1) if hard else np.ascontiguousarray(W_h)
         acts[:, :, H3:] = projected[:, :, H3:]
         pre = np.empty((B, H4), dtype=dtype)
         ifo_buf = np.empty((B, H3), dtype=dtype)
