@@ -110,10 +110,11 @@ def test_the_scan_and_fused_gru_recurrences_and_both_output_layers_agree():
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
 
 
-def test_the_fused_recurrence_refuses_cells_other_than_the_gru_and_truncated_gradients():
+def test_the_fused_recurrence_refuses_truncated_gradients():
     inputs = pt.imatrix(), pt.imatrix(), pt.matrix(dtype="float64")
     with pytest.raises(ValueError, match="fused"):
-        network_loss(shared_params(small_values("lstm", 1, seed=0)), *inputs, 1, "lstm", "sigmoid", recurrence="fused")
+        network_loss(shared_params(small_values("lstm", 1, seed=0)), *inputs, 1, "lstm", "sigmoid", recurrence="fused",
+                     truncate_gradient=3)
     with pytest.raises(ValueError, match="fused"):
         network_loss(shared_params(small_values("gru", 1, seed=0)), *inputs, 1, "gru", "sigmoid", recurrence="fused",
                      truncate_gradient=3)

@@ -1,4 +1,8 @@
-"""The fused GRU layer (symrnn.ops.gru) against the plain scan graph, NumPy and finite differences."""
+"""The fused GRU layer (symrnn.ops.gru) against the plain scan graph, NumPy and finite differences.
+
+MODE (C-VM linker) runs the fused Ops as the project does; PY_MODE (no C
+thunks) runs the reference scan graphs and the smaller checks.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +13,17 @@ import pytensor
 import pytensor.tensor as pt
 import pytest
 from pytensor.gradient import NullTypeGradError, disconnected_type, verify_grad
-from pytensor.link.vm import VMLinker
 
 from symrnn.ops.gru import FusedGRU, FusedGRUGrad, fused_gru
-
-# MODE, the C-VM linker, is what the project runs the fused Ops under; the main
-# comparisons use it. PY_MODE (Python VM, no C thunks) runs the reference scan
-# graphs and the smaller checks: same results, and far less C compilation on a
-# cold PyTensor cache.
-MODE = pytensor.compile.mode.Mode(linker="cvm", optimizer="fast_run")
-PY_MODE = pytensor.compile.mode.Mode(linker=VMLinker(use_cloop=False, c_thunks=False), optimizer="fast_run")
-GATES = ["hard_sigmoid", "sigmoid"]
+from tests.fused_layer_checks import (
+    GATES,
+    MODE,
+    PY_MODE,
+    assert_fused_equals_scan_and_numpy,
+    assert_padding_carries_the_states,
+    assert_the_default_model_trains_with_the_fused_op,
+    assert_windows_carry_the_states,
+)
 
 
 # --------------------------------------------------------------------------
@@ -180,6 +184,25 @@ def test_fused_gru_gradients_agree_with_finite_differences(gate):
         return fused_gru(P, M, h0, W, gate=gate)
 
     verify_grad(fun, [P, h0, W], rng=np.random.default_rng(8), mode=PY_MODE)
+
+
+@pytest.mark.parametrize("gate", GATES)
+def test_fused_gru_gradients_with_respect_to_h0_projected_and_W_h_equal_finite_differences_of_the_numpy_reference(gate):
+    assert_fused_equals_scan_and_numpy("gru", gate)
+
+
+@pytest.mark.parametrize("gate", GATES)
+def test_a_fully_padded_sequence_passes_its_state_gradient_straight_to_h0(gate):
+    assert_padding_carries_the_states("gru", gate)
+
+
+@pytest.mark.parametrize("gate", GATES)
+def test_three_windows_fed_each_others_final_states_equal_one_pass(gate):
+    assert_windows_carry_the_states("gru", gate)
+
+
+def test_the_default_gru_language_model_trains_with_the_fused_op_and_the_scan_graphs_loss_and_gradients():
+    assert_the_default_model_trains_with_the_fused_op("gru", "hard_sigmoid", FusedGRU)
 
 
 def test_hard_sigmoid_gradient_follows_pytensors_clip_convention():

@@ -8,10 +8,16 @@ against the plain graph (``scan``, ``log_softmax``) and float64 NumPy.
 
 Modules
 -------
-:mod:`symrnn.ops.gru`
-    :func:`~symrnn.ops.gru.fused_gru`: a whole GRU layer over all time steps,
-    with padding mask (Ops ``FusedGRU`` and ``FusedGRUGrad``); used by
-    :mod:`symrnn.recurrence`.
+:mod:`symrnn.ops.gru`, :mod:`symrnn.ops.lstm`, :mod:`symrnn.ops.rnn`
+    :func:`~symrnn.ops.gru.fused_gru`, :func:`~symrnn.ops.lstm.fused_lstm`,
+    :func:`~symrnn.ops.rnn.fused_rnn`: a whole recurrent layer over all time
+    steps, with padding mask and differentiable initial states (Ops
+    ``FusedGRU``/``FusedGRUGrad``, ``FusedLSTM``/``FusedLSTMGrad``,
+    ``FusedRNN``/``FusedRNNGrad``); used by :mod:`symrnn.recurrence`.
+:mod:`symrnn.ops.fused_layer`
+    What those Ops share: the graph side (``make_node``, shapes, gradient
+    wiring) of a layer Op and its gradient Op, and the gate arithmetic of the
+    NumPy loops.
 :mod:`symrnn.ops.output_layer`
     :func:`~symrnn.ops.output_layer.output_layer_nll`: ``hidden @ W + b``, its
     softmax and the masked summed cross-entropy in one Op whose backward pass

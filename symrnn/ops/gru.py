@@ -4,8 +4,9 @@ PyTensor's ``scan`` is slow on CPU, above all its gradient. :func:`fused_gru`
 (Ops :class:`FusedGRU` and :class:`FusedGRUGrad`) runs a whole GRU layer over
 T time steps, with padding mask, in one Op whose ``perform`` is vectorised
 NumPy (matrix products through BLAS via ``numpy.matmul``) and whose gradient is
-again one Op. float32 inputs stay float32 throughout (no upcasts); float64 is
-accepted. :mod:`symrnn.recurrence` chooses between it and ``scan``.
+again one Op (the shared graph side is in :mod:`symrnn.ops.fused_layer`).
+float32 inputs stay float32 throughout (no upcasts); float64 is accepted.
+:mod:`symrnn.recurrence` chooses between it and ``scan``.
 
 GRU equations (time-major, ``H`` hidden units, gate blocks ordered
 ``[z | r | candidate]``), for t = 0 .. T-1 with ``h = h0`` before step 0::
@@ -25,27 +26,24 @@ WildML tutorial's choice) or the logistic sigmoid (``gate="sigmoid"``).
 from __future__ import annotations
 
 import numpy as np
-import pytensor.tensor as pt
-from pytensor.gradient import grad_not_implemented, grad_undefined
-from pytensor.graph.basic import Apply
-from pytensor.graph.op import Op
-from pytensor.tensor.type import TensorType
-from scipy.special import expit
 
-from symrnn.ops.checks import FLOAT_DTYPES, as_float_tensor, first_known, is_disconnected, same_dtype
+from symrnn.ops.fused_layer import (
+    FusedLayer,
+    FusedLayerGrad,
+    activate_gates,
+    apply_fused_layer,
+    carry_padding,
+    check_gate,
+    gate_inputs,
+    gate_values_and_slopes,
+    previous_states,
+    transposed_for_batch,
+)
 
-__all__ = ["GATES", "FusedGRU", "FusedGRUGrad", "fused_gru"]
-
-GATES = ("hard_sigmoid", "sigmoid")
-
-
-def _check_gate(gate):
-    if gate not in GATES:
-        raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
-    return gate
+__all__ = ["FusedGRU", "FusedGRUGrad", "fused_gru"]
 
 
-class FusedGRU(Op):
+class FusedGRU(FusedLayer):
     """One GRU layer over all time steps, as a single Op.
 
     Inputs
@@ -86,51 +84,30 @@ class FusedGRU(Op):
     """
 
     __props__ = ("gate",)
+    cell, blocks, initial_names = "GRU", 3, ("h0",)
 
     def __init__(self, gate="hard_sigmoid"):
-        self.gate = _check_gate(gate)
+        self.gate = check_gate(gate)
 
-    def make_node(self, projected, mask, h0, W_h):
-        projected = as_float_tensor(projected, "projected", 3)
-        mask = as_float_tensor(mask, "mask", 2)
-        h0 = as_float_tensor(h0, "h0", 2)
-        W_h = as_float_tensor(W_h, "W_h", 2)
-        dtype = same_dtype({"projected": projected, "mask": mask, "h0": h0, "W_h": W_h})
-        T, B, H3 = projected.type.shape
-        H = first_known(W_h.type.shape[0], h0.type.shape[1], None if H3 is None else H3 // 3)
-        B = first_known(B, h0.type.shape[0], mask.type.shape[1])
-        T = first_known(T, mask.type.shape[0])
-        hs = TensorType(dtype, shape=(T, B, H))()
-        acts = TensorType(dtype, shape=(T, B, None if H is None else 3 * H))()
-        return Apply(self, [projected, mask, h0, W_h], [hs, acts])
+    def grad_op(self):
+        return FusedGRUGrad(self.gate)
 
-    def infer_shape(self, fgraph, node, input_shapes):
-        p_shape, _, _, w_shape = input_shapes
-        return [(p_shape[0], p_shape[1], w_shape[0]), (p_shape[0], p_shape[1], 3 * w_shape[0])]
-
-    def perform(self, node, inputs, output_storage):
-        projected, mask, h0, W_h = inputs
-        T, B, H, dtype = _check_gru_shapes(projected, mask, h0, W_h)
+    def forward(self, projected, mask, initial, W_h):
+        (h0,) = initial
+        T, B, H3 = projected.shape
+        H = H3 // 3
         H2 = 2 * H
+        dtype = projected.dtype
         hard = self.gate == "hard_sigmoid"
-        zero, one = dtype.type(0), dtype.type(1)
         hs = np.empty((T, B, H), dtype=dtype)
         acts = np.empty((T, B, 3 * H), dtype=dtype)
         S = acts[:, :, :H2]  # hard: unclipped 0.2 v + 0.5; sigmoid: [z | r]
         C = acts[:, :, H2:]  # candidates c
         A_c = projected[:, :, H2:]
-        if hard:
-            # 0.2 (a + h W) + 0.5 is computed as (0.2 a + 0.5) + h (0.2 W): the
-            # input part for all steps at once, one product per step.
-            W_zr = np.multiply(W_h[:, :H2], 0.2)
-            np.multiply(projected[:, :, :H2], 0.2, out=S)
-            np.add(S, 0.5, out=S)
-            zr = np.empty((B, H2), dtype=dtype)
-        else:
-            W_zr = np.ascontiguousarray(W_h[:, :H2])
-            A_zr = projected[:, :, :H2]
+        W_zr = gate_inputs(projected[:, :, :H2], W_h[:, :H2], hard, out=S)
         W_c = np.ascontiguousarray(W_h[:, H2:])
         pre_zr = np.empty((B, H2), dtype=dtype)
+        zr_buf = np.empty((B, H2), dtype=dtype)
         pre_c = np.empty((B, H), dtype=dtype)
         q = np.empty((B, H), dtype=dtype)
         d = np.empty((B, H), dtype=dtype)
@@ -139,15 +116,8 @@ class FusedGRU(Op):
         h = h0
         for t in range(T):
             np.matmul(h, W_zr, out=pre_zr)
-            if hard:
-                s = S[t]
-                np.add(s, pre_zr, out=s)
-                np.maximum(s, zero, out=zr)
-                np.minimum(zr, one, out=zr)
-            else:
-                np.add(pre_zr, A_zr[t], out=pre_zr)
-                zr = S[t]
-                expit(pre_zr, out=zr)
+            np.add(S[t], pre_zr, out=S[t])
+            zr = activate_gates(S[t], hard, zr_buf)
             c = C[t]
             np.multiply(zr[:, H:], h, out=q)  # q = r * h
             np.matmul(q, W_c, out=pre_c)
@@ -156,41 +126,16 @@ class FusedGRU(Op):
             # h_new = c + z * (h - c)
             np.subtract(h, c, out=d)
             np.multiply(d, zr[:, :H], out=d)
-            h_out = hs[t]
             if full[t]:
-                np.add(d, c, out=h_out)
-            else:  # h_out = h + m * (h_new - h)
+                np.add(d, c, out=hs[t])
+            else:
                 np.add(d, c, out=d)
-                np.subtract(d, h, out=d)
-                np.multiply(d, m_col[t], out=d)
-                np.add(h, d, out=h_out)
-            h = h_out
-        output_storage[0][0] = hs
-        output_storage[1][0] = acts
-
-    def pullback(self, inputs, outputs, cotangents):
-        projected, mask, h0, W_h = inputs
-        hs, acts = outputs
-        g_hs, g_acts = cotangents
-        if not is_disconnected(g_acts):
-            return [
-                grad_not_implemented(self, i, x, "the activations output of FusedGRU is not differentiable")
-                for i, x in enumerate(inputs)
-            ]
-        if is_disconnected(g_hs):
-            g_hs = pt.zeros_like(hs)
-        elif g_hs.type.dtype != hs.type.dtype:
-            g_hs = pt.cast(g_hs, hs.type.dtype)
-        d_proj, d_h0, d_W = FusedGRUGrad(self.gate)(mask, h0, W_h, hs, acts, g_hs)
-        return [
-            d_proj,
-            grad_undefined(self, 1, mask, "mask is data (1 on tokens, 0 on padding); it has no gradient"),
-            d_h0,
-            d_W,
-        ]
+                carry_padding(d, h, m_col[t], out=hs[t])
+            h = hs[t]
+        return [hs], acts
 
 
-class FusedGRUGrad(Op):
+class FusedGRUGrad(FusedLayerGrad):
     """Backward pass (BPTT) of :class:`FusedGRU`.
 
     Inputs
@@ -242,56 +187,23 @@ class FusedGRUGrad(Op):
     """
 
     __props__ = ("gate",)
+    cell, blocks, initial_names = "GRU", 3, ("h0",)
 
     def __init__(self, gate="hard_sigmoid"):
-        self.gate = _check_gate(gate)
+        self.gate = check_gate(gate)
 
-    def make_node(self, mask, h0, W_h, hs, acts, g_hs):
-        mask = as_float_tensor(mask, "mask", 2)
-        h0 = as_float_tensor(h0, "h0", 2)
-        W_h = as_float_tensor(W_h, "W_h", 2)
-        hs = as_float_tensor(hs, "hs", 3)
-        acts = as_float_tensor(acts, "acts", 3)
-        g_hs = as_float_tensor(g_hs, "g_hs", 3)
-        same_dtype({"mask": mask, "h0": h0, "W_h": W_h, "hs": hs, "acts": acts, "g_hs": g_hs})
-        return Apply(self, [mask, h0, W_h, hs, acts, g_hs], [acts.type(), h0.type(), W_h.type()])
-
-    def infer_shape(self, fgraph, node, input_shapes):
-        _, h0_shape, w_shape, _, acts_shape, _ = input_shapes
-        return [acts_shape, h0_shape, w_shape]
-
-    def perform(self, node, inputs, output_storage):
-        mask, h0, W_h, hs, acts, g_hs = inputs
+    def backward(self, mask, initial, W_h, states, acts, g_states):
+        (h0,), (hs,), (g_hs,) = initial, states, g_states
         T, B, H = hs.shape
-        if acts.shape != (T, B, 3 * H) or g_hs.shape != hs.shape:
-            raise ValueError(f"FusedGRUGrad: shapes hs {hs.shape}, acts {acts.shape}, g_hs {g_hs.shape} disagree")
-        _check_gru_shapes(acts, mask, h0, W_h)
         dtype = hs.dtype
         H2 = 2 * H
         d_proj = np.empty((T, B, 3 * H), dtype=dtype)
         d_W = np.empty((H, 3 * H), dtype=dtype)
         carry = np.zeros((B, H), dtype=dtype)  # gradient w.r.t. the state before step t+1
-        if T == 0:
-            d_W.fill(0)
-            output_storage[0][0] = d_proj
-            output_storage[1][0] = carry
-            output_storage[2][0] = d_W
-            return
         # Everything that depends on the forward pass alone, for all steps at once.
-        h_prev = np.empty((T, B, H), dtype=dtype)
-        h_prev[0] = h0
-        h_prev[1:] = hs[:-1]
-        S = acts[:, :, :H2]
+        h_prev = previous_states(h0, hs)
         C = acts[:, :, H2:]
-        if self.gate == "hard_sigmoid":
-            ZR = np.maximum(S, dtype.type(0))
-            np.minimum(ZR, dtype.type(1), out=ZR)
-            G = np.equal(ZR, S).astype(dtype)  # 1 where 0 <= 0.2 v + 0.5 <= 1
-            np.multiply(G, 0.2, out=G)
-        else:
-            ZR = S
-            G = np.subtract(1, ZR)
-            np.multiply(G, ZR, out=G)
+        ZR, G = gate_values_and_slopes(acts[:, :, :H2], self.gate == "hard_sigmoid")
         Z = ZR[:, :, :H]
         R = ZR[:, :, H:]
         G_z = G[:, :, :H]  # sig'(z pre-activation) * (h - c)
@@ -302,13 +214,8 @@ class FusedGRUGrad(Op):
         np.subtract(1, G_c, out=G_c)
         np.multiply(G_c, np.subtract(1, Z), out=G_c)
         Q = np.multiply(R, h_prev)  # q = r * h
-        # Transposed weights: BLAS reads the transposed views directly; copying
-        # them (a slow strided copy) pays off only for larger batches.
-        W_zrT = W_h[:, :H2].T
-        W_cT = W_h[:, H2:].T
-        if B > 8:
-            W_zrT = np.ascontiguousarray(W_zrT)
-            W_cT = np.ascontiguousarray(W_cT)
+        W_zrT = transposed_for_batch(W_h[:, :H2], B)
+        W_cT = transposed_for_batch(W_h[:, H2:], B)
         dh = np.empty((B, H), dtype=dtype)
         dn_buf = np.empty((B, H), dtype=dtype)
         dq = np.empty((B, H), dtype=dtype)
@@ -341,28 +248,7 @@ class FusedGRUGrad(Op):
         flat = d_proj.reshape(T * B, 3 * H)
         np.matmul(h_prev.reshape(T * B, H).T, flat[:, :H2], out=d_W[:, :H2])
         np.matmul(Q.reshape(T * B, H).T, flat[:, H2:], out=d_W[:, H2:])
-        output_storage[0][0] = d_proj
-        output_storage[1][0] = carry
-        output_storage[2][0] = d_W
-
-    def pullback(self, inputs, outputs, cotangents):
-        return [
-            grad_not_implemented(self, i, x, "second derivatives of the fused GRU are not implemented")
-            for i, x in enumerate(inputs)
-        ]
-
-
-def _check_gru_shapes(projected, mask, h0, W_h):
-    """Check the runtime shapes of a GRU's arrays; return T, B, H and dtype."""
-    T, B, H3 = projected.shape
-    H = W_h.shape[0]
-    if W_h.shape != (H, 3 * H) or H3 != 3 * H or h0.shape != (B, H) or mask.shape != (T, B):
-        raise ValueError(
-            "fused GRU shapes disagree: expected projected (T, B, 3H), mask (T, B), h0 (B, H), "
-            f"W_h (H, 3H); got projected {projected.shape}, mask {mask.shape}, h0 {h0.shape}, "
-            f"W_h {W_h.shape}"
-        )
-    return T, B, H, projected.dtype
+        return d_proj, [carry], d_W
 
 
 def fused_gru(projected, mask, h0, W_h, gate="hard_sigmoid"):
@@ -401,9 +287,5 @@ def fused_gru(projected, mask, h0, W_h, gate="hard_sigmoid"):
         If ``projected``, ``h0`` and ``W_h`` do not share one float dtype or
         have the wrong number of dimensions.
     """
-    projected = pt.as_tensor_variable(projected)
-    mask = pt.as_tensor_variable(mask)
-    if projected.type.dtype in FLOAT_DTYPES and mask.type.dtype != projected.type.dtype:
-        mask = pt.cast(mask, projected.type.dtype)
-    return FusedGRU(gate)(projected, mask, h0, W_h)[0]
-
+    (hs,) = apply_fused_layer(FusedGRU(gate), projected, mask, [h0], W_h)
+    return hs

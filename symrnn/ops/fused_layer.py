@@ -1,0 +1,312 @@
+r"""What the fused recurrent layer Ops share: the Op skeletons and the gate arithmetic.
+
+A fused layer Op (:mod:`symrnn.ops.gru`, :mod:`symrnn.ops.lstm`,
+:mod:`symrnn.ops.rnn`) runs one recurrent layer over all T time steps of a
+padded, time-major batch in one ``perform`` (NumPy loops over time, matrix
+products through BLAS), and its gradient is again one Op. The cells differ in
+their equations only; the graph side is the same for all of them:
+
+* forward Op inputs ``projected (T, B, kH), mask (T, B), *initial_states (B, H),
+  W_h (H, kH)`` (``k`` gate blocks, ``n`` states: 1, or 2 for the LSTM's
+  ``h, c``); outputs the ``n`` state sequences (T, B, H) and ``acts``
+  (T, B, kH), the activations the backward pass needs (not differentiable);
+* gradient Op inputs ``mask, *initial_states, W_h, *state_sequences, acts,
+  *state_gradients``; outputs ``d_projected`` (T, B, kH), the gradients of the
+  ``n`` initial states and ``d_W_h``.
+
+Padded steps (``mask == 0``) carry every state through unchanged: with
+``m = mask[t][:, None]`` a state becomes ``m * new + (1 - m) * old``.
+:class:`FusedLayer` and :class:`FusedLayerGrad` hold the graph side; a cell's
+Op supplies ``forward`` and ``backward`` over NumPy arrays.
+
+Gates
+-----
+``gate="hard_sigmoid"`` is ``clip(0.2 v + 0.5, 0, 1)`` (the WildML
+tutorial's), ``gate="sigmoid"`` the logistic function. For the hard sigmoid
+the forward pass keeps the unclipped ``u = 0.2 v + 0.5`` and computes it as
+``(0.2 a + 0.5) + h @ (0.2 W)``: the input part for all steps at once, one
+product per step. Its derivative follows PyTensor's ``clip`` gradient: 0.2
+where ``0 <= u <= 1`` (boundaries included), else 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytensor.tensor as pt
+from pytensor.gradient import grad_not_implemented, grad_undefined
+from pytensor.graph.basic import Apply
+from pytensor.graph.op import Op
+from pytensor.tensor.type import TensorType
+from scipy.special import expit
+
+from symrnn.ops.checks import FLOAT_DTYPES, as_float_tensor, first_known, is_disconnected, same_dtype
+
+__all__ = [
+    "GATES",
+    "FusedLayer",
+    "FusedLayerGrad",
+    "activate_gates",
+    "apply_fused_layer",
+    "carry_padding",
+    "check_gate",
+    "check_layer_shapes",
+    "gate_inputs",
+    "gate_values_and_slopes",
+    "previous_states",
+    "transposed_for_batch",
+]
+
+GATES = ("hard_sigmoid", "sigmoid")
+
+
+def check_gate(gate):
+    """``gate`` if it is one of :data:`GATES`, else ValueError."""
+    if gate not in GATES:
+        raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
+    return gate
+
+
+class FusedLayer(Op):
+    """Base of the forward Ops: one recurrent layer over all time steps.
+
+    Subclasses set ``cell`` (name used in messages), ``blocks`` (k),
+    ``initial_names`` (one name per state, e.g. ``("h0", "c0")``), and define
+    ``forward(projected, mask, initial_states, W_h) -> (state_sequences, acts)``
+    over NumPy arrays and ``grad_op()``, the matching :class:`FusedLayerGrad`.
+    """
+
+    cell = ""
+    blocks = 1
+    initial_names = ("h0",)
+
+    @property
+    def n_states(self):
+        return len(self.initial_names)
+
+    def make_node(self, projected, mask, *initial_and_W_h):
+        if len(initial_and_W_h) != self.n_states + 1:
+            raise TypeError(f"{type(self).__name__} takes projected, mask, {', '.join(self.initial_names)}, W_h")
+        *initial, W_h = initial_and_W_h
+        projected = as_float_tensor(projected, "projected", 3)
+        mask = as_float_tensor(mask, "mask", 2)
+        initial = [as_float_tensor(s, name, 2) for s, name in zip(initial, self.initial_names)]
+        W_h = as_float_tensor(W_h, "W_h", 2)
+        named = {"projected": projected, "mask": mask, **dict(zip(self.initial_names, initial)), "W_h": W_h}
+        dtype = same_dtype(named)
+        T, B, KH = projected.type.shape
+        H = first_known(W_h.type.shape[0], *(s.type.shape[1] for s in initial), None if KH is None else KH // self.blocks)
+        B = first_known(B, *(s.type.shape[0] for s in initial), mask.type.shape[1])
+        T = first_known(T, mask.type.shape[0])
+        states = [TensorType(dtype, shape=(T, B, H))() for _ in initial]
+        acts = TensorType(dtype, shape=(T, B, None if H is None else self.blocks * H))()
+        return Apply(self, [projected, mask, *initial, W_h], [*states, acts])
+
+    def infer_shape(self, fgraph, node, input_shapes):
+        p_shape, w_shape = input_shapes[0], input_shapes[-1]
+        state_shape = (p_shape[0], p_shape[1], w_shape[0])
+        return [state_shape] * self.n_states + [(p_shape[0], p_shape[1], self.blocks * w_shape[0])]
+
+    def perform(self, node, inputs, output_storage):
+        projected, mask, *initial, W_h = inputs
+        check_layer_shapes(self.cell, self.blocks, projected, mask, initial, W_h)
+        states, acts = self.forward(projected, mask, initial, W_h)
+        for storage, value in zip(output_storage, [*states, acts]):
+            storage[0] = value
+
+    def pullback(self, inputs, outputs, cotangents):
+        n = self.n_states
+        projected, mask, *initial, W_h = inputs
+        states, g_states, g_acts = outputs[:n], cotangents[:n], cotangents[n]
+        if not is_disconnected(g_acts):
+            message = f"the activations output of {type(self).__name__} is not differentiable"
+            return [grad_not_implemented(self, i, x, message) for i, x in enumerate(inputs)]
+        g_states = [
+            pt.zeros_like(s) if is_disconnected(g) else (g if g.type.dtype == s.type.dtype else pt.cast(g, s.type.dtype))
+            for s, g in zip(states, g_states)
+        ]
+        d_projected, *d_initial, d_W_h = self.grad_op()(mask, *initial, W_h, *states, outputs[n], *g_states)
+        no_mask_grad = grad_undefined(self, 1, mask, "mask is data (1 on tokens, 0 on padding); it has no gradient")
+        return [d_projected, no_mask_grad, *d_initial, d_W_h]
+
+
+class FusedLayerGrad(Op):
+    """Base of the gradient Ops (backpropagation through time of a :class:`FusedLayer`).
+
+    Subclasses set ``cell``, ``blocks`` and ``initial_names`` as the forward
+    Op and define ``backward(mask, initial_states, W_h, state_sequences, acts,
+    state_gradients) -> (d_projected, d_initial_states, d_W_h)`` over NumPy
+    arrays, for T >= 1.
+    """
+
+    cell = ""
+    blocks = 1
+    initial_names = ("h0",)
+
+    @property
+    def n_states(self):
+        return len(self.initial_names)
+
+    def _split(self, inputs):
+        n = self.n_states
+        mask, initial, W_h = inputs[0], list(inputs[1 : 1 + n]), inputs[1 + n]
+        states, acts, g_states = list(inputs[2 + n : 2 + 2 * n]), inputs[2 + 2 * n], list(inputs[3 + 2 * n :])
+        return mask, initial, W_h, states, acts, g_states
+
+    def make_node(self, *inputs):
+        n = self.n_states
+        if len(inputs) != 3 * n + 3:
+            raise TypeError(f"{type(self).__name__} takes {3 * n + 3} inputs, got {len(inputs)}")
+        mask, initial, W_h, states, acts, g_states = self._split(inputs)
+        mask = as_float_tensor(mask, "mask", 2)
+        initial = [as_float_tensor(s, name, 2) for s, name in zip(initial, self.initial_names)]
+        W_h = as_float_tensor(W_h, "W_h", 2)
+        states = [as_float_tensor(s, f"state sequence {i}", 3) for i, s in enumerate(states)]
+        acts = as_float_tensor(acts, "acts", 3)
+        g_states = [as_float_tensor(g, f"gradient of state sequence {i}", 3) for i, g in enumerate(g_states)]
+        inputs = [mask, *initial, W_h, *states, acts, *g_states]
+        same_dtype({f"input {i}": x for i, x in enumerate(inputs)})
+        return Apply(self, inputs, [acts.type(), *(s.type() for s in initial), W_h.type()])
+
+    def infer_shape(self, fgraph, node, input_shapes):
+        mask, initial, W_h, _, acts, _ = self._split(input_shapes)
+        return [acts, *initial, W_h]
+
+    def perform(self, node, inputs, output_storage):
+        mask, initial, W_h, states, acts, g_states = self._split(inputs)
+        check_layer_shapes(self.cell, self.blocks, acts, mask, initial, W_h)
+        T, B, _ = acts.shape
+        if any(a.shape != (T, B, W_h.shape[0]) for a in (*states, *g_states)):
+            shapes = ", ".join(str(a.shape) for a in (*states, *g_states))
+            raise ValueError(f"{type(self).__name__}: state and gradient shapes {shapes} disagree with acts {acts.shape}")
+        if T == 0:
+            grads = (np.empty_like(acts), [np.zeros_like(s) for s in initial], np.zeros_like(W_h))
+        else:
+            grads = self.backward(mask, initial, W_h, states, acts, g_states)
+        d_projected, d_initial, d_W_h = grads
+        for storage, value in zip(output_storage, [d_projected, *d_initial, d_W_h]):
+            storage[0] = value
+
+    def pullback(self, inputs, outputs, cotangents):
+        message = f"second derivatives of the fused {self.cell} are not implemented"
+        return [grad_not_implemented(self, i, x, message) for i, x in enumerate(inputs)]
+
+
+def check_layer_shapes(cell, blocks, projected, mask, initial, W_h):
+    """ValueError unless projected (T, B, kH), mask (T, B), each state (B, H), W_h (H, kH) agree."""
+    T, B, KH = projected.shape
+    H = W_h.shape[0]
+    k = "" if blocks == 1 else str(blocks)
+    if W_h.shape != (H, blocks * H) or KH != blocks * H or mask.shape != (T, B) or any(s.shape != (B, H) for s in initial):
+        states = ", ".join(f"initial state {s.shape}" for s in initial)
+        raise ValueError(
+            f"fused {cell} shapes disagree: expected projected (T, B, {k}H), mask (T, B), initial states (B, H), "
+            f"W_h (H, {k}H); got projected {projected.shape}, mask {mask.shape}, {states}, W_h {W_h.shape}"
+        )
+
+
+def apply_fused_layer(op, projected, mask, initial_states, W_h):
+    """``op(projected, mask, *initial_states, W_h)`` with ``mask`` cast to the dtype of ``projected``.
+
+    Returns
+    -------
+    list of TensorVariable (T, B, H): the state sequences (``acts`` dropped).
+    """
+    projected = pt.as_tensor_variable(projected)
+    mask = pt.as_tensor_variable(mask)
+    if projected.type.dtype in FLOAT_DTYPES and mask.type.dtype != projected.type.dtype:
+        mask = pt.cast(mask, projected.type.dtype)
+    return op(projected, mask, *initial_states, W_h)[: op.n_states]
+
+
+# --------------------------------------------------------------------------
+# NumPy helpers of the forward and backward loops
+# --------------------------------------------------------------------------
+
+
+def gate_inputs(projected_gates, W_gates, hard, out):
+    """Write the input part of the gates' arguments into ``out``; return the matching weights.
+
+    Parameters
+    ----------
+    projected_gates : ndarray (T, B, G)
+        The gate columns of ``projected``.
+    W_gates : ndarray (H, G)
+        The gate columns of ``W_h``.
+    hard : bool
+        Hard sigmoid (``out = 0.2 a + 0.5``, weights ``0.2 W``) or sigmoid
+        (``out = a``, weights ``W``).
+    out : ndarray (T, B, G)
+
+    Returns
+    -------
+    ndarray (H, G), contiguous: add ``h @ it`` to ``out[t]`` for the gates' argument.
+    """
+    if hard:
+        np.multiply(projected_gates, 0.2, out=out)
+        np.add(out, 0.5, out=out)
+        return np.multiply(W_gates, 0.2)
+    np.copyto(out, projected_gates)
+    return np.ascontiguousarray(W_gates)
+
+
+def activate_gates(s, hard, buffer):
+    """The gate values of one step from their arguments ``s`` (B, G).
+
+    Hard sigmoid: ``clip(s, 0, 1)`` written into ``buffer``, ``s`` kept;
+    sigmoid: ``expit(s)`` in place. Returns the array holding the gates.
+    """
+    if hard:
+        np.maximum(s, s.dtype.type(0), out=buffer)
+        np.minimum(buffer, s.dtype.type(1), out=buffer)
+        return buffer
+    expit(s, out=s)
+    return s
+
+
+def gate_values_and_slopes(S, hard):
+    """Gate values and derivatives of all steps from what the forward pass kept.
+
+    Parameters
+    ----------
+    S : ndarray (T, B, G)
+        Hard sigmoid: the unclipped ``0.2 v + 0.5``; sigmoid: the gates.
+    hard : bool
+
+    Returns
+    -------
+    values, slopes : ndarray (T, B, G), new arrays (``values`` is ``S`` for the sigmoid)
+    """
+    dtype = S.dtype
+    if hard:
+        values = np.maximum(S, dtype.type(0))
+        np.minimum(values, dtype.type(1), out=values)
+        slopes = np.equal(values, S).astype(dtype)  # 1 where 0 <= 0.2 v + 0.5 <= 1
+        np.multiply(slopes, 0.2, out=slopes)
+        return values, slopes
+    slopes = np.subtract(1, S)
+    np.multiply(slopes, S, out=slopes)
+    return S, slopes
+
+
+def carry_padding(new, old, m, out):
+    """``out = old + m * (new - old)``, the masked update; ``new`` is overwritten."""
+    np.subtract(new, old, out=new)
+    np.multiply(new, m, out=new)
+    np.add(old, new, out=out)
+
+
+def previous_states(initial, states):
+    """The state before every step: ``[initial, states[0], ..., states[T-2]]``, shape (T, B, H)."""
+    prev = np.empty_like(states)
+    prev[0] = initial
+    prev[1:] = states[:-1]
+    return prev
+
+
+def transposed_for_batch(W, B):
+    """``W.T`` for products ``(B, n) @ W.T``.
+
+    BLAS reads the transposed view directly; copying it (a slow strided copy)
+    pays off only for larger batches.
+    """
+    return np.ascontiguousarray(W.T) if B > 8 else W.T
