@@ -13,6 +13,9 @@ LEARNING_RATE = 0.001
 DECAY = 0.9
 EPSILON = 1e-6
 DTYPE = "float32"
+#: The cells of the training table, each with symrnn's default gate (the RNN has none).
+CELLS = ("gru", "lstm", "rnn")
+GATE = "hard_sigmoid"
 
 # ----------------------------------------------------------------- the data
 START_ID, END_ID = 1, 2  # sentence markers; words are ids 3 .. WORD_DIM - 1

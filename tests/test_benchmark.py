@@ -57,7 +57,7 @@ def test_quick_symrnn_only_run_prints_json_with_positive_figures():
     assert {"machine", "config", "data", "loss_check", "metrics", "script_seconds"} <= set(report)
     assert report["config"]["quick"] is True
     assert report["machine"]["numpy_sgemm_gflops"] > 0
-    assert report["loss_check"]["symrnn_loss"][0] > 0
+    assert report["loss_check"]["gru"]["symrnn_loss"][0] > 0
     metrics = report["metrics"]
     assert set(EXPECTED_METRICS) <= set(metrics)
     for name in EXPECTED_METRICS:
@@ -67,3 +67,117 @@ def test_quick_symrnn_only_run_prints_json_with_positive_figures():
     # The table is printed before the JSON line, with ratios shown as n/a.
     table = "\n".join(lines[:-1])
     assert "train tokens/s, batch 64" in table and "n/a" in table
+
+
+# ------------------------------------------------ the PyTorch peers' models
+SIZES = dict(word_dim=23, embedding_dim=5, hidden_dim=6)  # tiny; two layers as in the benchmark
+LENGTHS = (7, 5, 3)  # right-padded to T=7: every padded position is masked
+
+
+def _tiny_batch():
+    rng = np.random.default_rng(3)
+    T, B = max(LENGTHS), len(LENGTHS)
+    mask = (np.arange(T)[:, None] < np.array(LENGTHS)[None, :]).astype(np.float64)
+    ids = (rng.integers(1, SIZES["word_dim"], size=(T, B)) * mask).astype(np.int32)
+    targets = (rng.integers(1, SIZES["word_dim"], size=(T, B)) * mask).astype(np.int32)
+    return ids, targets, mask
+
+
+def _symrnn_figures(cell, gate):
+    """symrnn's float64 loss, gradients by parameter name and one step's logits, from seeded values."""
+    import pytensor
+    import pytensor.tensor as pt
+
+    from models.language_model import RNNLanguageModel
+
+    model = RNNLanguageModel(*SIZES.values(), num_layers=2, cell=cell, gate=gate, dtype="float64", seed=5)
+    # Zero biases (the initial ones) would hide a mix-up of bias blocks: random ones.
+    rng = np.random.default_rng(7)
+    values = model.get_values()
+    model.set_values({k: rng.uniform(-0.5, 0.5, v.shape) if k.endswith("/b") else v for k, v in values.items()})
+    ids, targets, mask = pt.imatrix("ids"), pt.imatrix("targets"), pt.dmatrix("mask")
+    total, _ = model.loss(ids, targets, mask)
+    names = list(model.params)
+    grads = pytensor.grad(total, [model.params[n] for n in names])
+    loss_and_grads = pytensor.function([ids, targets, mask], [total, *grads], mode=model.mode)(*_tiny_batch())
+    step_ids = np.array([4, 9, 1], dtype=np.int32)
+    logits = model.compile_step()(step_ids, *model.initial_state_values(3))[0]
+    return model, float(loss_and_grads[0]), dict(zip(names, loss_and_grads[1:])), step_ids, logits
+
+
+def _torch_loss_and_logits(torch_model, step_ids):
+    import torch
+
+    ids, targets, mask = (torch.from_numpy(a) for a in _tiny_batch())
+    loss, _ = torch_model.loss(ids.long(), targets.long(), mask)
+    loss.backward()
+    states = torch_model.initial_states(len(step_ids), "cpu")
+    logits = torch_model.step(torch.from_numpy(step_ids).long(), states)[0]
+    return float(loss.detach()), logits.numpy()
+
+
+def _native_weight(matrix, cell):
+    """symrnn's (rows, k*H) blocks as PyTorch's (k*H, rows) weight: nn.LSTM orders [i|f|g|o], symrnn [i|f|o|g]."""
+    order = {"lstm": (0, 1, 3, 2), "rnn": (0,)}[cell]
+    blocks = np.split(matrix, len(order), axis=-1)
+    return np.concatenate([blocks[i] for i in order], axis=-1).T
+
+
+@pytest.mark.parametrize("cell,gate", [("gru", "hard_sigmoid"), ("lstm", "hard_sigmoid"), ("lstm", "sigmoid"),
+                                       ("rnn", "hard_sigmoid")])
+def test_hand_written_pytorch_model_computes_symrnns_loss_gradients_and_logits(cell, gate):
+    pytest.importorskip("torch", reason="PyTorch is not installed (pip install .[bench])")
+    from benchmarks.torch_models import HandWrittenLanguageModel
+
+    model, loss, grads, step_ids, logits = _symrnn_figures(cell, gate)
+    torch_model = HandWrittenLanguageModel(model.get_values(), cell, gate)
+    assert torch_model.W_out.dtype == torch_model.embedding.dtype  # float64 kept
+    torch_loss, torch_logits = _torch_loss_and_logits(torch_model, step_ids)
+    np.testing.assert_allclose(torch_loss, loss, rtol=1e-10)
+    np.testing.assert_allclose(torch_logits, logits, rtol=1e-9, atol=1e-12)
+    torch_grads = {"embedding": torch_model.embedding.grad, "output/W": torch_model.W_out.grad,
+                   "output/b": torch_model.b_out.grad}
+    for l in range(2):
+        torch_grads.update({f"layer{l}/W_x": torch_model.W_x[l].grad, f"layer{l}/W_h": torch_model.W_h[l].grad,
+                            f"layer{l}/b": torch_model.b[l].grad})
+    assert set(torch_grads) == set(grads)
+    for name, grad in grads.items():
+        assert np.abs(grad).max() > 0, name
+        np.testing.assert_allclose(torch_grads[name].numpy(), grad, rtol=1e-8, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "rnn"])
+def test_native_pytorch_layer_computes_symrnns_function_where_the_loss_check_says_so(cell):
+    pytest.importorskip("torch", reason="PyTorch is not installed (pip install .[bench])")
+    from benchmarks.peers import native_computes_symrnn_function
+    from benchmarks.torch_models import NativeLanguageModel
+
+    assert native_computes_symrnn_function(cell, "sigmoid")
+    model, loss, grads, step_ids, logits = _symrnn_figures(cell, "sigmoid")
+    native = NativeLanguageModel(model.get_values(), cell)
+    torch_loss, torch_logits = _torch_loss_and_logits(native, step_ids)
+    np.testing.assert_allclose(torch_loss, loss, rtol=1e-10)
+    np.testing.assert_allclose(torch_logits, logits, rtol=1e-9, atol=1e-12)
+    for l in range(2):
+        for torch_name, name in ((f"weight_ih_l{l}", f"layer{l}/W_x"), (f"weight_hh_l{l}", f"layer{l}/W_h")):
+            np.testing.assert_allclose(getattr(native.rnn, torch_name).grad.numpy(), _native_weight(grads[name], cell),
+                                       rtol=1e-8, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(getattr(native.rnn, f"bias_ih_l{l}").grad.numpy(),
+                                   _native_weight(grads[f"layer{l}/b"][None, :], cell)[:, 0], rtol=1e-8, atol=1e-12)
+        assert not getattr(native.rnn, f"bias_hh_l{l}").requires_grad  # symrnn has no second bias
+    np.testing.assert_allclose(native.embedding.grad.numpy(), grads["embedding"], rtol=1e-8, atol=1e-12)
+
+
+def test_native_gru_is_a_peer_of_the_same_size_computing_another_function():
+    pytest.importorskip("torch", reason="PyTorch is not installed (pip install .[bench])")
+    from benchmarks.peers import native_computes_symrnn_function
+    from benchmarks.torch_models import NativeLanguageModel
+
+    assert not native_computes_symrnn_function("gru", "sigmoid")
+    assert not native_computes_symrnn_function("lstm", "hard_sigmoid")
+    model, loss, _, step_ids, _ = _symrnn_figures("gru", "sigmoid")
+    native = NativeLanguageModel(model.get_values(), "gru")
+    trainable = sum(p.numel() for p in native.parameters() if p.requires_grad)
+    assert trainable == sum(v.size for v in model.get_values().values())
+    torch_loss, _ = _torch_loss_and_logits(native, step_ids)
+    assert abs(torch_loss - loss) > 1e-6 * abs(loss)
