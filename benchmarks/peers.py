@@ -129,21 +129,15 @@ class SymrnnSide:
 
 
 def numpy_blas():
-    """numpy's BLAS library, version, kernel architecture and threads (threadpoolctl), or what is known."""
-    info = {"numpy": np.__version__}
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        info["blas"] = "unknown (threadpoolctl not installed)"
-        return info
+    """numpy's BLAS library, version, kernel architecture and threads, as threadpoolctl sees them."""
+    from threadpoolctl import threadpool_info
+
+    info = {"numpy": np.__version__, "blas": "unknown (threadpoolctl found no BLAS of numpy's)"}
     for pool in threadpool_info():
         if pool.get("user_api") == "blas" and "numpy" in pool.get("filepath", ""):
-            info["blas"] = f"{pool['internal_api']} {pool.get('version')}"
-            info["blas_architecture"] = pool.get("architecture")
-            info["blas_threading"] = pool.get("threading_layer")
-            info["blas_threads"] = pool.get("num_threads")
-            return info
-    info["blas"] = "unknown (threadpoolctl found no BLAS of numpy's)"
+            info.update(blas=f"{pool['internal_api']} {pool.get('version')}", blas_architecture=pool.get("architecture"),
+                        blas_threading=pool.get("threading_layer"), blas_threads=pool.get("num_threads"))
+            break
     return info
 
 

@@ -166,9 +166,10 @@ def format_report(report) -> str:
         lines.append("Peers: PyTorch eager = symrnn's equations and parameter layout by hand, time loop in Python;")
         lines.append("     torch.compile = the same with the cell step and the output layer's loss compiled (the loop stays in")
         lines.append("     Python: compiling it would unroll every step and recompile per sentence length); its 1st step,")
-        lines.append("     in brackets, is where it compiles; nn.<cell> = nn.GRU / nn.LSTM (oneDNN) / nn.RNN (ATen's C++ loop),")
-        lines.append("     sigmoid gates, hidden biases held at zero. nn.GRU is a speed peer of the same size computing another")
-        lines.append("     function, as is nn.LSTM beside hard_sigmoid gates: the loss check covers only peers computing symrnn's.")
+        lines.append("     in brackets, is where it compiles, from an empty cache; nn.<cell> = nn.GRU / nn.LSTM (oneDNN) /")
+        lines.append("     nn.RNN (ATen's C++ loop), sigmoid gates, hidden biases held at zero. nn.GRU is a speed peer of the")
+        lines.append("     same size computing another function, as is nn.LSTM beside hard_sigmoid gates: the loss check covers")
+        lines.append("     only the peers computing symrnn's function.")
     for text in unavailable:
         lines.append(f"(***) {text}")
     lines.append("Medians over repetitions; a busy machine (see load average) makes every figure noisy.")

@@ -72,7 +72,7 @@ class Runner:
         self.failures = []
         self.log = []
 
-    def env(self, compiledir=None):
+    def env(self, compiledir=None, torch_cache=None):
         env = dict(os.environ)
         # Both sides' children get the allocator setting symrnn's scripts use
         # (scripts/common.py keep_freed_memory_for_reuse): glibc keeps large
@@ -89,20 +89,24 @@ class Runner:
             # the same on both sides.
             env.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
             env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        if torch_cache is not None:
+            # An empty torch.compile cache: the compiled peer's first step is its whole compilation.
+            env["TORCHINDUCTOR_CACHE_DIR"] = str(torch_cache)
+            env["TRITON_CACHE_DIR"] = str(Path(torch_cache) / "triton")
         if compiledir is not None:
             flags = env.get("PYTENSOR_FLAGS", "")
             env["PYTENSOR_FLAGS"] = (flags + "," if flags else "") + f"compiledir={compiledir}"
             env["NUMBA_CACHE_DIR"] = str(Path(compiledir) / "numba")
         return env
 
-    def __call__(self, name, label, compiledir=None, **extra):
+    def __call__(self, name, label, compiledir=None, torch_cache=None, **extra):
         args = dict(self.base, **extra)
         load = _loadavg()
         _progress(f"  {label} ... (load {load[0] if load else '?'})")
         start = time.time()
         proc = subprocess.run(
             [sys.executable, str(SCRIPT), "--worker", name, "--worker-args", json.dumps(args)],
-            capture_output=True, text=True, env=self.env(compiledir), cwd=str(ROOT),
+            capture_output=True, text=True, env=self.env(compiledir, torch_cache), cwd=str(ROOT),
         )
         wall = time.time() - start
         result = None
@@ -141,7 +145,7 @@ def _torch_availability(options):
     return list(options.peers), None
 
 
-def _training_row(cell, batch, results):
+def training_row(cell, batch, results):
     """One row of the training table: symrnn's and each peer's tokens/s, the best peer and the ratio."""
     symrnn = _get(results.get("symrnn"), "tokens_per_s")
     peers = {}
@@ -208,7 +212,7 @@ def collect(options) -> tuple[dict, int]:
         for cell in values_paths:
             _progress(f"checking that symrnn and the PyTorch peers compute the same loss ({cell})")
             check = run("check", f"{cell} loss check", skip_torch=not peers, peers=peers, cell=cell, gate=GATE,
-                        values=str(values_paths[cell]))
+                        values=str(values_paths[cell]), torch_cache=tmp / f"inductor-{cell}-check")
             report["loss_check"][cell] = check
             if check and check.get("torch_import_error"):
                 torch_note = f"PyTorch could not be imported ({check['torch_import_error']}); running symrnn only"
@@ -229,9 +233,10 @@ def collect(options) -> tuple[dict, int]:
                 results["symrnn"] = run("train", f"symrnn {label}", side="symrnn", cell=cell, gate=GATE, batch=batch,
                                         values=str(values_paths[cell]))
                 for peer in peers:
+                    cache = tmp / f"inductor-{cell}-b{batch}" if peer == "compiled" else None
                     results[peer] = run("train", f"pytorch {peer} {label}", side="pytorch", peer=peer, cell=cell,
-                                        gate=GATE, batch=batch, values=str(values_paths[cell]))
-                training.append(_training_row(cell, batch, results))
+                                        gate=GATE, batch=batch, values=str(values_paths[cell]), torch_cache=cache)
+                training.append(training_row(cell, batch, results))
         report["training"] = training
 
         # The tutorial's GRU against the peer computing the same function, eagerly.

@@ -181,3 +181,87 @@ def test_native_gru_is_a_peer_of_the_same_size_computing_another_function():
     assert trainable == sum(v.size for v in model.get_values().values())
     torch_loss, _ = _torch_loss_and_logits(native, step_ids)
     assert abs(torch_loss - loss) > 1e-6 * abs(loss)
+
+
+# ------------------------------------------------------------------ the table
+def _fake_report():
+    from benchmarks.runner import training_row
+
+    def train(rate, first=None):
+        return {"tokens_per_s": rate, "first_step_s": first}
+
+    training = [
+        training_row("gru", 1, {"symrnn": train(900.0), "eager": train(700.0), "compiled": train(800.0, 21.4),
+                                "native": train(1500.0)}),
+        training_row("lstm", 64, {"symrnn": train(3000.0), "eager": train(4000.0),
+                                  "compiled": {"unavailable": "torch.compile failed: InvalidCxxCompiler: no g++"},
+                                  "native": None}),
+        training_row("rnn", 1, {"symrnn": None, "eager": train(600.0)}),
+    ]
+    check = {"gate": "hard_sigmoid", "batch_shape": [33, 64], "tokens": 2072, "symrnn_loss": [18621.53, 18600.98]}
+    metric = {"symrnn": 2.0, "pytorch": 4.0, "ratio": 2.0}
+    return {
+        "machine": {"cpu": "Fake CPU 9000", "cores": 2, "load_start": [1.0], "load_end": [1.5], "python": "3.11",
+                    "pytensor": "3.0.7", "numpy": "2.4", "torch": "2.13.0", "numpy_sgemm_gflops": 150.0,
+                    "load_1min_range": [1.0, 2.0]},
+        "config": {"threads": "default", "word_dim": 8000, "embedding_dim": 48, "hidden_dim": 128, "num_layers": 2,
+                   "gate": "hard_sigmoid", "backend": "cpu", "implementation": "auto", "device": "cpu",
+                   "peers": ["eager", "compiled", "native"]},
+        "libraries": {
+            "symrnn": {"numpy": "2.4", "blas": "openblas 0.3.31", "blas_architecture": "Haswell",
+                       "blas_threading": "pthreads", "blas_threads": 2, "numba_threads": 2},
+            "pytorch": {"torch": "2.13.0", "blas": "mkl 2024.2", "onednn": "v3.12.0", "cpu_capability": "AVX512",
+                        "torch_threads": 2, "torch_interop_threads": 2},
+        },
+        "data": {"sentences": 3200, "min_length": 5, "max_length": 60, "mean_length": 20.1, "batch64_shapes": [[33, 64]]},
+        "loss_check": {
+            "gru": {**check, "peers": {"eager": {"max_rel_diff": 3e-6, "passed": True}},
+                    "not_checked": {"native": "computes another function (speed peer only)"}},
+            "rnn": {**check, "gate": "hard_sigmoid", "peers": {"native": {"max_rel_diff": 2e-3, "passed": False}},
+                    "not_checked": {}},
+        },
+        "training": training,
+        "metrics": {"train_tokens_per_s_b64": metric, "cold_start_s": {**metric, "pytorch": None, "ratio": None}},
+        "failures": ["rnn loss check failed (> 0.0001): native 2.00e-03"],
+        "script_seconds": 432.0,
+    }
+
+
+def test_training_row_names_the_fastest_peer_that_ran_and_the_ratio_to_it():
+    gru, lstm, rnn = _fake_report()["training"]
+    assert (gru["best_peer"], gru["best_peer_tokens_per_s"], gru["ratio"]) == ("native", 1500.0, 900.0 / 1500.0)
+    assert (lstm["best_peer"], lstm["ratio"]) == ("eager", 3000.0 / 4000.0)
+    assert lstm["peers"]["compiled"]["unavailable"].startswith("torch.compile failed")
+    assert lstm["peers"]["native"]["unavailable"] == "failed (see FAILURE)"
+    assert rnn["best_peer"] == "eager" and rnn["ratio"] is None  # symrnn's side failed
+    assert rnn["gate"] is None and gru["gate"] == "hard_sigmoid"
+
+
+def test_report_shows_every_cell_and_peer_with_libraries_checks_and_unavailable_peers():
+    from benchmarks.report import format_report
+
+    text = format_report(_fake_report())
+    lines = text.splitlines()
+    assert "Fake CPU 9000" in lines[0]
+    assert any(l.startswith("symrnn side:") and "openblas 0.3.31" in l and "Haswell" in l and "2 BLAS threads" in l
+               for l in lines)
+    assert any(l.startswith("PyTorch side:") and "mkl 2024.2" in l and "oneDNN v3.12.0" in l and "2 intra-op" in l
+               for l in lines)
+    header = next(l for l in lines if l.startswith("cell (gate)"))
+    assert [c.strip() for c in header.split("|")] == [
+        "cell (gate)", "batch", "symrnn", "PyTorch eager", "torch.compile (1st step)", "nn.<cell>", "best peer",
+        "symrnn/best (**)"]
+    rows = {l.split("|")[0].strip() + " " + l.split("|")[1].strip(): [c.strip() for c in l.split("|")]
+            for l in lines if l.startswith(("gru (", "lstm (", "rnn "))}
+    assert rows["gru (hard_sigmoid) 1"][2:] == ["900", "700", "800 (21 s)", "1500", "native", "0.60"]
+    assert rows["lstm (hard_sigmoid) 64"][2:] == ["3000", "4000", "unavailable (***)", "unavailable (***)", "eager", "0.75"]
+    assert rows["rnn 1"][2:] == ["n/a", "600", "n/a", "n/a", "eager", "n/a"]
+    assert "(***) lstm (hard_sigmoid) batch 64, compiled: torch.compile failed: InvalidCxxCompiler: no g++" in lines
+    gru_check = next(l for l in lines if l.startswith("  gru (hard_sigmoid): symrnn loss 18621.5300 -> 18600.9800"))
+    assert "eager 3.0e-06 PASS" in gru_check and "native not checked (nn.GRU resets after the recurrent product" in gru_check
+    assert "native 2.0e-03 FAIL" in next(l for l in lines if l.startswith("  rnn: "))
+    assert "FAILURE: rnn loss check failed (> 0.0001): native 2.00e-03" in lines
+    tutorial = lines.index("The tutorial's GRU: symrnn against the eager PyTorch peer (the same function)")
+    assert [c.strip() for c in lines[tutorial + 3].split("|")] == ["train tokens/s, batch 64", "2", "4", "2.00"]
+    assert [c.strip() for c in lines[tutorial + 4].split("|")][2:] == ["n/a", "n/a"]
+    assert "only the peers computing symrnn's function." in text
