@@ -265,3 +265,23 @@ def test_report_shows_every_cell_and_peer_with_libraries_checks_and_unavailable_
     assert [c.strip() for c in lines[tutorial + 3].split("|")] == ["train tokens/s, batch 64", "2", "4", "2.00"]
     assert [c.strip() for c in lines[tutorial + 4].split("|")][2:] == ["n/a", "n/a"]
     assert "only the peers computing symrnn's function." in text
+
+
+@pytest.mark.parametrize("option,value", [("--cells", "gru,lstn"), ("--peers", "eager,jit"), ("--cells", ",")])
+def test_unknown_cells_or_peers_are_one_error_line_with_exit_status_2(option, value, capsys):
+    from scripts.benchmark import parse_arguments
+
+    with pytest.raises(SystemExit) as exit_info:
+        parse_arguments([option, value])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert option in error and "comma-separated list of" in error and repr(value) in error
+
+
+def test_cells_and_peers_default_to_all_and_keep_the_order_given():
+    from scripts.benchmark import parse_arguments
+
+    options = parse_arguments([])
+    assert (options.cells, options.peers) == (["gru", "lstm", "rnn"], ["eager", "compiled", "native"])
+    options = parse_arguments(["--cells", "rnn,gru,rnn", "--peers", "native"])
+    assert (options.cells, options.peers) == (["rnn", "gru"], ["native"])
