@@ -1,11 +1,26 @@
-"""Benchmark symrnn's two-layer GRU language model against an eager PyTorch peer.
+"""Benchmark symrnn's two-layer language models against PyTorch peers.
 
-    python scripts/benchmark.py                 # full run, both sides, table on stdout
+    python scripts/benchmark.py                 # full run, every cell and peer, tables on stdout
     python scripts/benchmark.py --quick --json  # fewer repetitions; JSON on the last line
     python scripts/benchmark.py --skip-torch    # symrnn only (ratios n/a)
+    python scripts/benchmark.py --cells gru,rnn --peers eager,native
     python scripts/benchmark.py --device gpu    # symrnn on PyTensor's JAX backend vs PyTorch on CUDA
 
-Both sides build the same network -- embedding (V=8000, D=48), two GRU layers
+Two tables. The first: training tokens/s at batch 1 and 64 of every cell
+(``--cells gru,lstm,rnn``, each with symrnn's default gate, hard_sigmoid)
+against up to three PyTorch peers (``--peers eager,compiled,native``): the
+hand-written model with symrnn's equations and layout, eager; the same with
+its cell step and output layer under ``torch.compile`` (its first step, from an
+empty compile cache, is shown as its compile time; where torch.compile cannot
+work the row says why); PyTorch's own ``nn.GRU`` / ``nn.LSTM`` / ``nn.RNN``
+(sigmoid gates: nn.GRU and nn.LSTM beside hard_sigmoid gates compute another
+function of the same size; see :mod:`benchmarks.torch_models`). The best peer
+of a row is the fastest that ran. A loss check per cell covers every peer
+computing symrnn's function. The second table: the tutorial's GRU against the
+eager peer -- training, generation, start-up, memory, output layer -- as
+follows.
+
+For the GRU, both sides build the same network -- embedding (V=8000, D=48), two GRU layers
 (H=128, hard-sigmoid gates ``clip(0.2 x + 0.5, 0, 1)``, the tutorial's
 candidate ``tanh(a_c + (r * h) @ W_hc)`` and ``h' = (1 - z) * c + z * h``),
 masked state carry over padding, an output layer to 8000 logits, the summed
@@ -35,7 +50,8 @@ timed call waits for the GPU to finish, and the machine rate is CUDA's float32
 matrix product instead of NumPy's.
 
 Modules: :mod:`benchmarks.workload` (the model sizes, sentences and batches),
-:mod:`benchmarks.peers` (the two sides), :mod:`benchmarks.workers` (the measurements,
+:mod:`benchmarks.peers` (the sides; every use of symrnn's API),
+:mod:`benchmarks.torch_models` (the PyTorch models), :mod:`benchmarks.workers` (the measurements,
 run in child processes), :mod:`benchmarks.runner` (the parent: children, machine facts)
 and :mod:`benchmarks.report` (the table). The entry point is ``scripts/benchmark.py``.
 """

@@ -1,19 +1,42 @@
-"""The two sides of the benchmark: symrnn's model and the same model in PyTorch.
+"""The sides of the benchmark: symrnn's model and its PyTorch peers.
 
-Each is an object with ``train_step(x, y, mask) -> (loss, grad norm)``,
+Each side is an object with ``train_step(x, y, mask) -> (loss, grad norm)``,
 ``step(ids, *states) -> [logits, *states]``, ``initial_states(B)``,
 ``output_layer(hidden, targets, mask)`` -> a callable running forward and backward
-once (and waiting for its results), ``gpu_peak_mib()`` and ``threads()``.
+once (and waiting for its results), ``gpu_peak_mib()`` and ``libraries()``
+(its BLAS library, version and thread counts).
+
+symrnn is reached here only, through its public API: every name the
+benchmark uses of it (model keyword arguments, backend names, sampling) is
+in this module.
 """
 
 from __future__ import annotations
 
 import math
-import os
+import re
 
 import numpy as np
 
 from benchmarks.workload import DECAY, DTYPE, EMBEDDING_DIM, EPSILON, HIDDEN_DIM, LEARNING_RATE, NUM_LAYERS, WORD_DIM
+from symrnn.sampling import sample_tokens  # noqa: F401  (workers.generate_sentences: both sides sample with it)
+
+#: symrnn's compile backends the benchmark offers, and the one it uses on a CPU by default.
+SYMRNN_BACKENDS = ("c", "numba", "jax")
+SYMRNN_CPU_BACKEND = "c"  # PyTensor's C VM linker with symrnn's fused Ops
+
+#: The PyTorch peers: the hand-written model eager and under torch.compile, PyTorch's own layers.
+PEERS = ("eager", "compiled", "native")
+
+
+def native_computes_symrnn_function(cell: str, gate: str) -> bool:
+    """Whether PyTorch's own layer for ``cell`` (sigmoid gates) computes symrnn's function with ``gate``.
+
+    nn.RNN is symrnn's RNN and nn.LSTM its LSTM with sigmoid gates; nn.GRU
+    applies the reset gate after the recurrent product (see :mod:`benchmarks.torch_models`).
+    """
+    return cell == "rnn" or (cell == "lstm" and gate == "sigmoid")
+
 
 def _wait(outputs):
     """Wait until JAX's asynchronously dispatched results exist (no-op for NumPy)."""
@@ -23,20 +46,28 @@ def _wait(outputs):
     return outputs
 
 
+def _symrnn_model(cell, gate="hard_sigmoid", values=None, seed=None, backend=SYMRNN_CPU_BACKEND, implementation="auto"):
+    from models.language_model import RNNLanguageModel
+
+    recurrence, output_layer = {"auto": ("auto", "auto"), "scan": ("scan", "reference"), "fused": ("fused", "fused")}[implementation]
+    return RNNLanguageModel(
+        WORD_DIM, EMBEDDING_DIM, HIDDEN_DIM, num_layers=NUM_LAYERS, cell=cell, gate=gate, dtype=DTYPE, seed=seed,
+        backend=backend, recurrence=recurrence, output_layer=output_layer, initial_values=values,
+    )
+
+
+def initial_values(cell: str, seed: int) -> dict:
+    """symrnn's seeded initial parameter values for ``cell`` (no compilation), by parameter name."""
+    return dict(_symrnn_model(cell, seed=seed).get_values())
+
+
 class SymrnnSide:
     """symrnn's RNNLanguageModel with its compiled training and step functions."""
 
     name = "symrnn"
 
-    def __init__(self, values, backend="c", implementation="auto"):
-        from models.language_model import RNNLanguageModel
-
-        recurrence, output_layer = {"auto": ("auto", "auto"), "scan": ("scan", "reference"), "fused": ("fused", "fused")}[implementation]
-        self.model = RNNLanguageModel(
-            WORD_DIM, EMBEDDING_DIM, HIDDEN_DIM, num_layers=NUM_LAYERS, cell="gru", gate="hard_sigmoid",
-            dtype=DTYPE, backend=backend, recurrence=recurrence, output_layer=output_layer,
-            initial_values=values,
-        )
+    def __init__(self, values, cell="gru", gate="hard_sigmoid", backend=SYMRNN_CPU_BACKEND, implementation="auto"):
+        self.model = _symrnn_model(cell, gate, values, backend=backend, implementation=implementation)
         self.lr = np.float32(LEARNING_RATE)
         self._train = None
         self._step = None
@@ -88,117 +119,54 @@ class SymrnnSide:
         return stats.get("peak_bytes_in_use", 0) / 2**20 or None
 
     @staticmethod
-    def threads():
-        return {"openblas_threads": openblas_threads()}
+    def libraries():
+        """numpy's BLAS (what symrnn's matrix products use) and Numba's thread count."""
+        import numba
+
+        return {**numpy_blas(), "numba_threads": numba.get_num_threads()}
 
 
-def openblas_threads():
-    """numpy's OpenBLAS thread count (what symrnn's matrix products use), or None."""
-    try:
-        import ctypes
-        import glob
+def numpy_blas():
+    """numpy's BLAS library, version, kernel architecture and threads, as threadpoolctl sees them."""
+    from threadpoolctl import threadpool_info
 
-        libs = glob.glob(os.path.join(os.path.dirname(np.__file__), "..", "numpy.libs", "*openblas*"))
-        for path in libs:
-            lib = ctypes.CDLL(path)
-            for name in ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
-                         "scipy_openblas_get_num_threads", "openblas_get_num_threads"):
-                if hasattr(lib, name):
-                    return int(getattr(lib, name)())
-    except Exception:  # pragma: no cover - informational only
-        pass
-    return None
-
-
-def build_torch_model(values):
-    """The PyTorch peer: an nn.Module with symrnn's weight layout, time loop in Python.
-
-    Parameters are ``embedding`` (V, D), per layer ``W_x`` (in, 3H), ``W_h``
-    (H, 3H), ``b`` (3H,), gate blocks ``[z | r | c]``, and ``W_out`` (H, V),
-    ``b_out`` (V,), copied from ``values`` (symrnn's names).
-    """
-    import torch
-    import torch.nn.functional as F
-    from torch import nn
-
-    class TorchGRULanguageModel(nn.Module):
-        def __init__(self):
-            super().__init__()
-
-            def param(name):
-                return nn.Parameter(torch.tensor(np.asarray(values[name], dtype=np.float32)))
-
-            self.embedding = param("embedding")
-            self.W_x = nn.ParameterList([param(f"layer{l}/W_x") for l in range(NUM_LAYERS)])
-            self.W_h = nn.ParameterList([param(f"layer{l}/W_h") for l in range(NUM_LAYERS)])
-            self.b = nn.ParameterList([param(f"layer{l}/b") for l in range(NUM_LAYERS)])
-            self.W_out = param("output/W")
-            self.b_out = param("output/b")
-            self.hidden = self.W_h[0].shape[0]
-
-        def cell(self, a_t, h, W_h):
-            """One GRU step: a_t (B, 3H) input projection, h (B, H)."""
-            H = self.hidden
-            zr = torch.clamp(torch.addmm(a_t[:, : 2 * H], h, W_h[:, : 2 * H]) * 0.2 + 0.5, 0.0, 1.0)
-            z, r = zr[:, :H], zr[:, H:]
-            c = torch.tanh(torch.addmm(a_t[:, 2 * H :], r * h, W_h[:, 2 * H :]))
-            return (1.0 - z) * c + z * h
-
-        def forward(self, ids, mask):
-            """Top layer's states (T, B, H) of a padded batch; padding keeps the state."""
-            T, B = ids.shape
-            full = (mask.amin(dim=1) == 1).tolist()  # steps without padding skip the masking
-            x = self.embedding[ids]
-            for l in range(NUM_LAYERS):
-                a = torch.addmm(self.b[l], x.reshape(T * B, -1), self.W_x[l]).reshape(T, B, -1)
-                h = x.new_zeros(B, self.hidden)
-                outs = []
-                for t in range(T):
-                    new = self.cell(a[t], h, self.W_h[l])
-                    if not full[t]:
-                        m = mask[t].unsqueeze(1)
-                        new = m * new + (1.0 - m) * h
-                    h = new
-                    outs.append(h)
-                x = torch.stack(outs)
-            return x
-
-        def loss(self, ids, targets, mask):
-            """Summed masked cross-entropy (log-softmax of the logits) and the token count."""
-            T, B = ids.shape
-            hidden = self.forward(ids, mask)
-            return self.output_loss(hidden.reshape(T * B, -1), targets.reshape(-1), mask.reshape(-1)), mask.sum()
-
-        def output_loss(self, hidden, targets, mask):
-            logits = torch.addmm(self.b_out, hidden, self.W_out)
-            return (F.cross_entropy(logits, targets, reduction="none") * mask).sum()
-
-        @torch.inference_mode()
-        def step(self, ids, states):
-            """One generation step: ids (B,), states list of (B, H) -> logits, new states."""
-            x = self.embedding[ids]
-            new = []
-            for l in range(NUM_LAYERS):
-                h = self.cell(torch.addmm(self.b[l], x, self.W_x[l]), states[l], self.W_h[l])
-                new.append(h)
-                x = h
-            return torch.addmm(self.b_out, x, self.W_out), new
-
-    return TorchGRULanguageModel()
+    info = {"numpy": np.__version__, "blas": "unknown (threadpoolctl found no BLAS of numpy's)"}
+    for pool in threadpool_info():
+        if pool.get("user_api") == "blas" and "numpy" in pool.get("filepath", ""):
+            info.update(blas=f"{pool['internal_api']} {pool.get('version')}", blas_architecture=pool.get("architecture"),
+                        blas_threading=pool.get("threading_layer"), blas_threads=pool.get("num_threads"))
+            break
+    return info
 
 
 class TorchSide:
-    """The PyTorch peer, trained with the tutorial's RMSprop written as in-place ops."""
+    """A PyTorch peer, trained with the tutorial's RMSprop written as in-place ops.
+
+    Parameters
+    ----------
+    values : mapping name -> array, symrnn's parameter values for ``cell``
+    cell, gate : as symrnn's model (the native peer always has sigmoid gates)
+    peer : ``"eager"`` (hand-written, symrnn's equations), ``"compiled"`` (the
+        same under torch.compile) or ``"native"`` (nn.GRU / nn.LSTM / nn.RNN)
+    device : ``"cpu"`` or ``"gpu"`` (CUDA)
+    """
 
     name = "pytorch"
 
-    def __init__(self, values, device="cpu"):
+    def __init__(self, values, cell="gru", gate="hard_sigmoid", peer="eager", device="cpu"):
         import torch
 
+        from benchmarks import torch_models
+
         self.torch = torch
+        self.peer = peer
         self.device = torch.device("cuda" if device == "gpu" else "cpu")
-        self.model = build_torch_model(values).to(self.device)
-        self.params = list(self.model.parameters())
+        if peer == "native":
+            model = torch_models.NativeLanguageModel(values, cell)
+        else:
+            model = torch_models.HandWrittenLanguageModel(values, cell, gate, compiled=peer == "compiled")
+        self.model = model.to(self.device)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.caches = [torch.zeros_like(p) for p in self.params]
 
     def _tensor(self, array, long=False):
@@ -210,7 +178,7 @@ class TorchSide:
             self.torch.cuda.synchronize()
 
     def compile_train(self):
-        pass
+        """Nothing ahead of time (torch.compile compiles at the first training step)."""
 
     def train_step(self, x, y, mask):
         torch = self.torch
@@ -242,7 +210,7 @@ class TorchSide:
         return [logits.cpu().numpy(), *(new if self.device.type == "cuda" else [s.numpy() for s in new])]
 
     def initial_states(self, batch):
-        return [np.zeros((batch, HIDDEN_DIM), dtype=np.float32) for _ in range(NUM_LAYERS)]
+        return [s.cpu().numpy() for s in self.model.initial_states(batch, "cpu")]
 
     def output_layer(self, hidden, targets, mask):
         torch = self.torch
@@ -265,6 +233,18 @@ class TorchSide:
             return None
         return self.torch.cuda.max_memory_allocated() / 2**20
 
-    def threads(self):
-        return {"torch_threads": self.torch.get_num_threads(),
-                "torch_interop_threads": self.torch.get_num_interop_threads()}
+    def libraries(self):
+        """PyTorch's BLAS (MKL) and oneDNN versions, CPU kernels and thread counts."""
+        torch = self.torch
+        config = torch.__config__.show()
+        mkl = re.search(r"Math Kernel Library Version ([0-9.]+)", config)
+        onednn = re.search(r"MKL-DNN (v[0-9.]+)", config)
+        blas = re.search(r"BLAS_INFO=(\w+)", config)
+        return {
+            "torch": torch.__version__,
+            "blas": f"{blas.group(1) if blas else 'unknown'}" + (f" {mkl.group(1)}" if mkl else ""),
+            "onednn": onednn.group(1) if onednn else None,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "torch_threads": torch.get_num_threads(),
+            "torch_interop_threads": torch.get_num_interop_threads(),
+        }

@@ -1,10 +1,9 @@
-"""The benchmark's table.
+"""The benchmark's tables: training tokens/s of every cell against every peer, and the GRU's other figures.
 """
 
 from __future__ import annotations
 
 from benchmarks.workload import LOSS_CHECK_RTOL
-
 
 ROWS = [
     ("train_tokens_per_s_b1", "train tokens/s, batch 1", "{:.0f}"),
@@ -20,70 +19,159 @@ ROWS = [
 ]
 
 
+PEER_TITLES = {"eager": "PyTorch eager", "compiled": "torch.compile", "native": "nn.<cell>"}
+
+_NATIVE_DIFFERS = {
+    "gru": "nn.GRU resets after the recurrent product, tanh(W_in x + b_in + r * (W_hn h + b_hn)), "
+           "the tutorial before it, tanh(U x + W (r * h)): same size, another function",
+    "lstm": "nn.LSTM's gates are sigmoid, symrnn's LSTM here has {gate}",
+}
+
+
+def _cell_name(cell, gate):
+    return f"{cell} ({gate})" if gate else cell
+
+
+def _library_lines(libraries):
+    lines = []
+    s = libraries.get("symrnn")
+    if s:
+        lines.append(
+            f"symrnn side: numpy {s.get('numpy')}, BLAS {s.get('blas')} ({s.get('blas_architecture')} kernels, "
+            f"{s.get('blas_threading')}), {s.get('blas_threads')} BLAS threads, "
+            f"{s.get('numba_threads', '?')} Numba threads (symrnn's kernels)")
+    t = libraries.get("pytorch")
+    if t:
+        lines.append(
+            f"PyTorch side: torch {t.get('torch')}, BLAS {t.get('blas')}, oneDNN {t.get('onednn')}, "
+            f"CPU kernels {t.get('cpu_capability')}, {t.get('torch_threads')} intra-op threads, "
+            f"{t.get('torch_interop_threads')} inter-op threads")
+    return lines
+
+
+def _loss_check_lines(checks):
+    if not checks:
+        return ["loss check: not run"]
+    lines = []
+    for cell, check in checks.items():
+        if check is None:
+            lines.append(f"  {cell}: FAILED to run")
+            continue
+        name = _cell_name(cell, None if cell == "rnn" else check["gate"])
+        text = f"  {name}: symrnn loss {check['symrnn_loss'][0]:.4f} -> {check['symrnn_loss'][1]:.4f}"
+        parts = [f"{peer} {p['max_rel_diff']:.1e} {'PASS' if p['passed'] else 'FAIL'}"
+                 for peer, p in check.get("peers", {}).items()]
+        for peer, why in check.get("not_checked", {}).items():
+            parts.append(f"{peer} not checked ({_NATIVE_DIFFERS.get(cell, why).format(gate=check['gate']) if peer == 'native' else why})")
+        lines.append(text + ("; " + "; ".join(parts) if parts else "; no PyTorch peer run"))
+    first = next((c for c in checks.values() if c), None)
+    head = (f"loss check (same parameters, same batch T={first['batch_shape'][0]} B={first['batch_shape'][1]}, "
+            f"{first['tokens']} tokens: losses before/after one RMSprop step, grad norms, step logits; "
+            f"max relative difference to symrnn, PASS <= {LOSS_CHECK_RTOL:g}), only for peers computing symrnn's function:"
+            if first else "loss check:")
+    return [head] + lines
+
+
+def _table(header, rows):
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+    sep = "-+-".join("-" * w for w in widths)
+    fmt_row = lambda r: " | ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r))  # noqa: E731
+    return [fmt_row(header), sep] + [fmt_row(r) for r in rows]
+
+
+def _training_table(training, peers):
+    """The training table: one row per cell and batch size."""
+    header = ["cell (gate)", "batch", "symrnn"]
+    header += [f"{PEER_TITLES[p]} (1st step)" if p == "compiled" else PEER_TITLES[p] for p in peers]
+    header += ["best peer", "symrnn/best (**)"]
+    rows, unavailable = [], []
+    for row in training:
+        cells = [_cell_name(row["cell"], row["gate"]), str(row["batch"]), _number(row["symrnn"], "{:.0f}")]
+        for peer in peers:
+            p = row["peers"].get(peer)
+            if p is None:
+                cells.append("n/a")
+            elif p["tokens_per_s"] is None:
+                cells.append("unavailable (***)")
+                unavailable.append(f"{_cell_name(row['cell'], row['gate'])} batch {row['batch']}, {peer}: {p['unavailable']}")
+            elif peer == "compiled":
+                cells.append(f"{p['tokens_per_s']:.0f} ({p['first_step_s']:.0f} s)")
+            else:
+                cells.append(f"{p['tokens_per_s']:.0f}")
+        cells.append(row["best_peer"] or "n/a")
+        cells.append(_number(row["ratio"], "{:.2f}"))
+        rows.append(cells)
+    return _table(header, rows), unavailable
+
+
+def _number(value, fmt):
+    return "n/a" if value is None else fmt.format(value)
+
+
 def format_report(report) -> str:
     m = report["machine"]
-    lines = []
-    threads = report.get("threads", {})
-    thread_text = "; ".join(
-        f"{side}: " + ", ".join(f"{k}={v}" for k, v in t.items()) for side, t in threads.items() if t
-    )
-    lines.append(
+    cfg = report["config"]
+    lines = [
         f"machine: {m['cpu']}, {m['cores']} cores, load average {m['load_start']} at start, {m.get('load_end')} at end; "
         f"Python {m['python']}, pytensor {m['pytensor']}, numpy {m['numpy']}, torch {m['torch'] or 'not installed'}"
-    )
+    ]
+    lines += _library_lines(report.get("libraries", {}))
     if m.get("load_1min_range"):
         low, high = m["load_1min_range"]
         lines.append(f"1-minute load average before each measurement: {low:.2f} .. {high:.2f} on {m['cores']} cores")
     rate = m.get("numpy_sgemm_gflops")
-    what = "CUDA float32 matmul 8192^3" if report["config"].get("device") == "gpu" else "numpy float32 matmul 2048^3"
+    what = "CUDA float32 matmul 8192^3" if cfg.get("device") == "gpu" else "numpy float32 matmul 2048^3"
     lines.append(f"{what}: {rate:.1f} GFLOP/s" if rate else f"{what}: failed")
     if m.get("gpu") or m.get("jax"):
         lines.append(f"GPU: {m.get('gpu') or 'none'}; jax {m.get('jax')}")
-    lines.append(f"threads: {thread_text or 'n/a'}  (options: --threads {report['config']['threads']})")
-    cfg = report["config"]
+    lines.append(f"threads: --threads {cfg['threads']} (default: each library's own, all cores)")
     d = report["data"]
     lines.append(
-        f"model: V={cfg['word_dim']} D={cfg['embedding_dim']} H={cfg['hidden_dim']} x{cfg['num_layers']} GRU hard_sigmoid, "
-        f"float32, RMSprop; symrnn backend={cfg['backend']} implementation={cfg['implementation']}; "
-        f"device={cfg.get('device', 'cpu')}"
+        f"model: V={cfg['word_dim']} D={cfg['embedding_dim']} H={cfg['hidden_dim']} x{cfg['num_layers']}, "
+        f"gates {cfg['gate']} (symrnn and the hand-written peers), float32, RMSprop; symrnn backend={cfg['backend']} "
+        f"implementation={cfg['implementation']}; device={cfg.get('device', 'cpu')}"
         + (f"; every batch padded to a multiple of {cfg['bucket_width']} steps (JAX static shapes)" if cfg.get("bucket_width") else "")
     )
     lines.append(
         f"data: {d['sentences']} sentences, lengths {d['min_length']}..{d['max_length']} mean {d['mean_length']:.1f}; "
         f"batch-64 T: {[s[0] for s in d['batch64_shapes']]}"
     )
-    check = report.get("loss_check")
-    if check is None:
-        lines.append("loss check: FAILED to run")
-    elif "pytorch_loss" in check:
-        lines.append(
-            f"loss check (same params, same batch T={check['batch_shape'][0]} B={check['batch_shape'][1]}, "
-            f"{check['tokens']} tokens): symrnn {check['symrnn_loss'][0]:.4f} -> {check['symrnn_loss'][1]:.4f}, "
-            f"PyTorch {check['pytorch_loss'][0]:.4f} -> {check['pytorch_loss'][1]:.4f} (before/after one RMSprop step); "
-            f"max relative difference (losses, grad norms, step logits) {check['max_rel_diff']:.1e} "
-            f"{'<=' if check['passed'] else '>'} {LOSS_CHECK_RTOL:g}: {'PASS' if check['passed'] else 'FAIL'}"
-        )
-    else:
-        lines.append(f"loss check: symrnn loss {check['symrnn_loss'][0]:.4f} on {check['tokens']} tokens; PyTorch side not run")
+    lines += _loss_check_lines(report.get("loss_check"))
     if report.get("torch_note"):
         lines.append(f"note: {report['torch_note']}")
-    lines.append("")
+
+    training = report.get("training", [])
+    peers = [p for p in cfg.get("peers", []) if any(p in row["peers"] for row in training)]
+    unavailable = []
+    if training:
+        lines += ["", "Training tokens/s, every cell (higher is better)"]
+        table, unavailable = _training_table(training, peers)
+        lines += table
+
+    lines += ["", "The tutorial's GRU: symrnn against the eager PyTorch peer (the same function)"]
     header = ("metric", "symrnn", "PyTorch", "symrnn/PyTorch (**)")
     rows = []
     for key, label, fmt in ROWS:
         if key not in report["metrics"]:
             continue
         x = report["metrics"][key]
-        cell = lambda v: "n/a" if v is None else fmt.format(v)  # noqa: E731
-        rows.append((label, cell(x["symrnn"]), cell(x["pytorch"]), "n/a" if x["ratio"] is None else f"{x['ratio']:.2f}"))
-    widths = [max(len(r[i]) for r in rows + [header]) for i in range(4)]
-    sep = "-+-".join("-" * w for w in widths)
-    fmt_row = lambda r: " | ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r))  # noqa: E731
-    lines += [fmt_row(header), sep] + [fmt_row(r) for r in rows]
+        rows.append((label, _number(x["symrnn"], fmt), _number(x["pytorch"], fmt), _number(x["ratio"], "{:.2f}")))
+    lines += _table(header, rows)
     lines.append("")
     lines.append("(*)  lower is better; cold = empty PyTensor compile directory, warm = the same directory again;")
     lines.append("     PyTorch has no compile cache: both of its figures are process start to the first step.")
-    lines.append("(**) > 1 means symrnn is better: symrnn/PyTorch for rates, PyTorch/symrnn for seconds and MiB.")
+    lines.append("(**) > 1 means symrnn is better: symrnn/PyTorch for rates, PyTorch/symrnn for seconds and MiB;")
+    lines.append("     best peer = the fastest PyTorch peer that ran for that row.")
+    if training:
+        lines.append("Peers: PyTorch eager = symrnn's equations and parameter layout by hand, time loop in Python;")
+        lines.append("     torch.compile = the same with the cell step and the output layer's loss compiled (the loop stays in")
+        lines.append("     Python: compiling it would unroll every step and recompile per sentence length); its 1st step,")
+        lines.append("     in brackets, is where it compiles, from an empty cache; nn.<cell> = nn.GRU / nn.LSTM (oneDNN) /")
+        lines.append("     nn.RNN (ATen's C++ loop), sigmoid gates, hidden biases held at zero. nn.GRU is a speed peer of the")
+        lines.append("     same size computing another function, as is nn.LSTM beside hard_sigmoid gates: the loss check covers")
+        lines.append("     only the peers computing symrnn's function.")
+    for text in unavailable:
+        lines.append(f"(***) {text}")
     lines.append("Medians over repetitions; a busy machine (see load average) makes every figure noisy.")
     for failure in report.get("failures", []):
         lines.append(f"FAILURE: {failure}")

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.peers import PEERS, initial_values
 from benchmarks.workload import (
-    BUCKET_WIDTH, DTYPE, EMBEDDING_DIM, HIDDEN_DIM, LOSS_CHECK_RTOL, N_SENTENCES, NUM_LAYERS, PLANS, WORD_DIM,
+    BUCKET_WIDTH, DTYPE, EMBEDDING_DIM, GATE, HIDDEN_DIM, LOSS_CHECK_RTOL, N_SENTENCES, NUM_LAYERS, PLANS, WORD_DIM,
     build_batches, make_sentences,
 )
 
@@ -71,7 +72,7 @@ class Runner:
         self.failures = []
         self.log = []
 
-    def env(self, compiledir=None):
+    def env(self, compiledir=None, torch_cache=None):
         env = dict(os.environ)
         # Both sides' children get the allocator setting symrnn's scripts use
         # (scripts/common.py keep_freed_memory_for_reuse): glibc keeps large
@@ -88,20 +89,24 @@ class Runner:
             # the same on both sides.
             env.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
             env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        if torch_cache is not None:
+            # An empty torch.compile cache: the compiled peer's first step is its whole compilation.
+            env["TORCHINDUCTOR_CACHE_DIR"] = str(torch_cache)
+            env["TRITON_CACHE_DIR"] = str(Path(torch_cache) / "triton")
         if compiledir is not None:
             flags = env.get("PYTENSOR_FLAGS", "")
             env["PYTENSOR_FLAGS"] = (flags + "," if flags else "") + f"compiledir={compiledir}"
             env["NUMBA_CACHE_DIR"] = str(Path(compiledir) / "numba")
         return env
 
-    def __call__(self, name, label, compiledir=None, **extra):
+    def __call__(self, name, label, compiledir=None, torch_cache=None, **extra):
         args = dict(self.base, **extra)
         load = _loadavg()
         _progress(f"  {label} ... (load {load[0] if load else '?'})")
         start = time.time()
         proc = subprocess.run(
             [sys.executable, str(SCRIPT), "--worker", name, "--worker-args", json.dumps(args)],
-            capture_output=True, text=True, env=self.env(compiledir), cwd=str(ROOT),
+            capture_output=True, text=True, env=self.env(compiledir, torch_cache), cwd=str(ROOT),
         )
         wall = time.time() - start
         result = None
@@ -131,10 +136,38 @@ def _get(result, key):
     return None if result is None else result.get(key)
 
 
+def _torch_availability(options):
+    """(peers to run, note): the PyTorch peers asked for, or none with the reason."""
+    if options.skip_torch:
+        return [], "PyTorch side skipped (--skip-torch)"
+    if importlib.util.find_spec("torch") is None:
+        return [], "PyTorch is not installed (ImportError); running symrnn only. Install it with: pip install .[bench]"
+    return list(options.peers), None
+
+
+def training_row(cell, batch, results):
+    """One row of the training table: symrnn's and each peer's tokens/s, the best peer and the ratio."""
+    symrnn = _get(results.get("symrnn"), "tokens_per_s")
+    peers = {}
+    for peer in PEERS:
+        if peer in results:
+            r = results[peer] or {}
+            peers[peer] = {"tokens_per_s": r.get("tokens_per_s"), "first_step_s": r.get("first_step_s"),
+                           "unavailable": r.get("unavailable") or (None if r else "failed (see FAILURE)")}
+    ran = {peer: p["tokens_per_s"] for peer, p in peers.items() if p["tokens_per_s"]}
+    best = max(ran, key=ran.get) if ran else None
+    return {
+        "cell": cell, "gate": None if cell == "rnn" else GATE, "batch": batch, "symrnn": symrnn, "peers": peers,
+        "best_peer": best, "best_peer_tokens_per_s": ran.get(best),
+        "ratio": symrnn / ran[best] if symrnn and best else None,
+    }
+
+
 def collect(options) -> tuple[dict, int]:
     """Run every measurement; return the report dict and the exit status."""
     script_start = time.perf_counter()
     plan = PLANS["quick" if options.quick else "full"]
+    cells = list(options.cells)
     report = {
         "machine": {
             "cpu": _cpu_model(), "cores": os.cpu_count(), "load_start": _loadavg(),
@@ -144,20 +177,16 @@ def collect(options) -> tuple[dict, int]:
         },
         "config": {
             "word_dim": WORD_DIM, "embedding_dim": EMBEDDING_DIM, "hidden_dim": HIDDEN_DIM,
-            "num_layers": NUM_LAYERS, "gate": "hard_sigmoid", "dtype": DTYPE, "optimizer": "rmsprop",
+            "num_layers": NUM_LAYERS, "gate": GATE, "dtype": DTYPE, "optimizer": "rmsprop",
             "backend": options.backend, "implementation": options.implementation, "device": options.device,
             "seed": options.seed, "bucket_width": BUCKET_WIDTH if options.backend == "jax" else None,
             "quick": bool(options.quick), "threads": options.threads or "default", "plan": plan,
+            "cells": cells, "peers": list(options.peers),
         },
     }
-    torch_note = None
-    with_torch = not options.skip_torch
-    if with_torch and importlib.util.find_spec("torch") is None:
-        with_torch = False
-        torch_note = "PyTorch is not installed (ImportError); running symrnn only. Install it with: pip install .[bench]"
+    peers, torch_note = _torch_availability(options)
+    if torch_note:
         _progress(torch_note)
-    elif not with_torch:
-        torch_note = "PyTorch side skipped (--skip-torch)"
 
     with tempfile.TemporaryDirectory(prefix="symrnn-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -168,43 +197,60 @@ def collect(options) -> tuple[dict, int]:
         arrays = build_batches(sentences, options.seed, plan, bucket_width)
         data_path = tmp / "batches.npz"
         np.savez(data_path, **arrays)
-        from models.language_model import RNNLanguageModel  # initial values only; no compilation here
-
-        initial = RNNLanguageModel(WORD_DIM, EMBEDDING_DIM, HIDDEN_DIM, num_layers=NUM_LAYERS, dtype=DTYPE,
-                                   seed=options.seed).get_values()
-        values_path = tmp / "values.npz"
-        np.savez(values_path, **{k.replace("/", "__"): v for k, v in initial.items()})
+        values_paths = {}
+        for cell in dict.fromkeys(["gru", *cells]):
+            values_paths[cell] = tmp / f"values-{cell}.npz"
+            np.savez(values_paths[cell], **{k.replace("/", "__"): v for k, v in initial_values(cell, options.seed).items()})
         report["data"] = {
             "sentences": len(sentences), "mean_length": float(lengths.mean()),
             "min_length": int(lengths.min()), "max_length": int(lengths.max()),
             "batch64_shapes": [list(arrays[f"b64_{i}_x"].shape) for i in range(plan["train64_warmup"] + plan["train64_steps"])],
         }
-        run = Runner(options, tmp, data_path, values_path, plan)
-        sides = ["symrnn"] + (["pytorch"] if with_torch else [])
+        run = Runner(options, tmp, data_path, values_paths["gru"], plan)
 
-        _progress("checking that both sides compute the same loss")
-        check = run("check", "loss check", skip_torch=not with_torch)
-        if check and check.get("torch_import_error"):
-            torch_note = f"PyTorch could not be imported ({check['torch_import_error']}); running symrnn only"
-            _progress(torch_note)
-            with_torch, sides = False, ["symrnn"]
-        report["loss_check"] = check
+        report["loss_check"] = {}
+        for cell in values_paths:
+            _progress(f"checking that symrnn and the PyTorch peers compute the same loss ({cell})")
+            check = run("check", f"{cell} loss check", skip_torch=not peers, peers=peers, cell=cell, gate=GATE,
+                        values=str(values_paths[cell]), torch_cache=tmp / f"inductor-{cell}-check")
+            report["loss_check"][cell] = check
+            if check and check.get("torch_import_error"):
+                torch_note = f"PyTorch could not be imported ({check['torch_import_error']}); running symrnn only"
+                _progress(torch_note)
+                peers = []
 
         _progress("machine matrix-product rate")
         matmul = run("matmul", "CUDA float32 matmul 8192^3" if options.device == "gpu" else "numpy float32 matmul 2048^3")
 
-        results = {s: {} for s in sides}
         # Sides alternate measurement by measurement, so that a change in the
-        # machine's load during the run affects both alike.
-        for part, worker, label, extra in (
-            ("train1", "train", "train batch 1", {"batch": 1}),
-            ("train64", "train", "train batch 64", {"batch": 64}),
-            ("generate", "generate", "generation", {}),
-            ("output_layer", "output_layer", "output layer", {}),
-        ):
+        # machine's load during the run affects all alike.
+        training, training_results = [], {}
+        for cell in cells:
+            for batch in (1, 64):
+                label = f"{cell} train batch {batch}"
+                _progress(label)
+                results = training_results[(cell, batch)] = {}
+                results["symrnn"] = run("train", f"symrnn {label}", side="symrnn", cell=cell, gate=GATE, batch=batch,
+                                        values=str(values_paths[cell]))
+                for peer in peers:
+                    cache = tmp / f"inductor-{cell}-b{batch}" if peer == "compiled" else None
+                    results[peer] = run("train", f"pytorch {peer} {label}", side="pytorch", peer=peer, cell=cell,
+                                        gate=GATE, batch=batch, values=str(values_paths[cell]), torch_cache=cache)
+                training.append(training_row(cell, batch, results))
+        report["training"] = training
+
+        # The tutorial's GRU against the peer computing the same function, eagerly.
+        sides = ["symrnn"] + (["pytorch"] if "eager" in peers else [])
+        results = {s: {} for s in sides}
+        if "gru" in cells:
+            for part, batch in (("train1", 1), ("train64", 64)):
+                results["symrnn"][part] = training_results[("gru", batch)]["symrnn"]
+                if "pytorch" in results:
+                    results["pytorch"][part] = training_results[("gru", batch)]["eager"]
+        for part, worker, label in (("generate", "generate", "generation"), ("output_layer", "output_layer", "output layer")):
             _progress(label)
             for side in sides:
-                results[side][part] = run(worker, f"{side} {label}", side=side, **extra)
+                results[side][part] = run(worker, f"{side} {label}", side=side)
         _progress("cold and warm start")
         for side in sides:
             (tmp / f"compiledir-{side}").mkdir()
@@ -217,10 +263,7 @@ def collect(options) -> tuple[dict, int]:
         loads = [r["load_before"][0] for r in run.log if r["load_before"]]
         report["machine"]["load_1min_range"] = [min(loads), max(loads)] if loads else None
         report["machine"]["numpy_sgemm_gflops"] = _get(matmul, "gflops")
-        report["machine"]["openblas_threads"] = _get(matmul, "openblas_threads")
-        report["threads"] = {
-            side: {k: v for k, v in (results[side]["train64"] or {}).items() if "thread" in k} for side in sides
-        }
+        report["libraries"] = _libraries(training_results, matmul)
 
         machine_rate = _get(matmul, "gflops")
 
@@ -252,12 +295,32 @@ def collect(options) -> tuple[dict, int]:
                lambda s: (fig(s, "output_layer", "gflops") / machine_rate)
                if fig(s, "output_layer", "gflops") and machine_rate else None)
         report["metrics"] = metrics
-        report["details"] = results
+        report["details"] = {"gru": results,
+                             "training": {f"{cell} b{batch}": r for (cell, batch), r in training_results.items()}}
         report["runs"] = run.log
         report["torch_note"] = torch_note
         failures = list(run.failures)
-        if check and with_torch and check.get("passed") is False:
-            failures.append(f"loss check failed: max relative difference {check['max_rel_diff']:.2e} > {LOSS_CHECK_RTOL}")
+        for cell, check in report["loss_check"].items():
+            if check and check.get("passed") is False:
+                failed = [f"{peer} {p['max_rel_diff']:.2e}" for peer, p in check["peers"].items() if not p["passed"]]
+                failures.append(f"{cell} loss check failed (> {LOSS_CHECK_RTOL}): {', '.join(failed)}")
     report["failures"] = failures
     report["script_seconds"] = time.perf_counter() - script_start
     return report, (1 if failures else 0)
+
+
+def _libraries(training_results, matmul):
+    """Each side's libraries and threads, as its first training child reported them."""
+    libraries = {}
+    for results in training_results.values():
+        for side, r in results.items():
+            key = "symrnn" if side == "symrnn" else "pytorch"
+            if r and key not in libraries:
+                libraries[key] = {k: v for k, v in r.items() if k in _LIBRARY_KEYS}
+    if "symrnn" not in libraries and matmul:
+        libraries["symrnn"] = {k: v for k, v in matmul.items() if k in _LIBRARY_KEYS}
+    return libraries
+
+
+_LIBRARY_KEYS = {"numpy", "blas", "blas_architecture", "blas_threading", "blas_threads", "numba_threads", "torch",
+                 "onednn", "cpu_capability", "torch_threads", "torch_interop_threads", "requested_threads"}

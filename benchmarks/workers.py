@@ -13,10 +13,11 @@ import time
 
 import numpy as np
 
-from benchmarks.peers import SymrnnSide, TorchSide, openblas_threads
+from benchmarks.peers import SymrnnSide, TorchSide, native_computes_symrnn_function, numpy_blas, sample_tokens
 from benchmarks.workload import (
     GENERATE_LENGTH, HIDDEN_DIM, LOSS_CHECK_RTOL, OUTPUT_LAYER_STEPS, START_ID, WORD_DIM, load_batches,
 )
+
 
 def _max_rss_mib():
     import resource
@@ -24,23 +25,29 @@ def _max_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
-def _symrnn_side(args, values):
+def _symrnn_side(args, values, gate=None):
     from scripts.process import configure_process
 
     # As symrnn's scripts run: Numba's workqueue threads, JAX's full float32
     # products; thread counts come from the environment the runner set.
     configure_process(backend=args["backend"])
-    return SymrnnSide(values, args["backend"], args["implementation"])
+    return SymrnnSide(values, args.get("cell", "gru"), gate or args.get("gate", "hard_sigmoid"),
+                      args["backend"], args["implementation"])
+
+
+def _torch_side(args, values, peer=None):
+    return TorchSide(values, args.get("cell", "gru"), args.get("gate", "hard_sigmoid"),
+                     peer or args.get("peer", "eager"), args.get("device", "cpu"))
 
 
 def _make_side(args, values):
     if args["side"] == "symrnn":
         return _symrnn_side(args, values)
-    return TorchSide(values, args.get("device", "cpu"))
+    return _torch_side(args, values)
 
 
-def _threads_info(side):
-    info = side.threads()
+def _libraries(side):
+    info = side.libraries()
     requested = os.environ.get("SYMRNN_BENCH_THREADS")
     if requested:
         info["requested_threads"] = int(requested)
@@ -55,6 +62,12 @@ def _apply_threads(side_name):
         torch.set_num_threads(int(n))
 
 
+def _one_line(exc):
+    """An exception as one line (torch.compile's errors run to pages)."""
+    text = f"{type(exc).__name__}: {exc}".strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
 def generate_sentences(side, batch: int, length: int, rng) -> np.ndarray:
     """The generation driver both sides share: sample from the step function's logits.
 
@@ -62,8 +75,6 @@ def generate_sentences(side, batch: int, length: int, rng) -> np.ndarray:
     -------
     ndarray (length, batch) int32 of the sampled ids
     """
-    from symrnn.sampling import sample_tokens
-
     states = side.initial_states(batch)
     ids = np.full(batch, START_ID, dtype=np.int32)
     out = np.empty((length, batch), dtype=np.int32)
@@ -75,25 +86,35 @@ def generate_sentences(side, batch: int, length: int, rng) -> np.ndarray:
 
 
 def worker_train(args, data, values):
-    """Training throughput at batch 1 or 64: warm-up steps, then passes over the measured steps."""
+    """Training throughput at batch 1 or 64: warm-up steps, then passes over the measured steps.
+
+    ``first_step_s`` is the first warm-up step's time: for the compiled PyTorch
+    peer, torch.compile's compilation happens there. If that peer cannot
+    compile, the result says why (``unavailable``) instead of failing.
+    """
     plan = args["plan"]
     _apply_threads(args["side"])
     side = _make_side(args, values)
     t0 = time.perf_counter()
     side.compile_train()
     compile_s = time.perf_counter() - t0
-    if args["batch"] == 1:
-        batches = load_batches(data, "b1")
-        warmup, passes = plan["train1_warmup"], plan["train1_passes"]
-    else:
-        batches = load_batches(data, "b64")
-        warmup, passes = plan["train64_warmup"], plan["train64_passes"]
-    for x, y, mask in batches[:warmup]:
+    prefix = "b1" if args["batch"] == 1 else "b64"
+    warmup, steps, passes = (plan[f"train{args['batch']}_{k}"] for k in ("warmup", "steps", "passes"))
+    batches = load_batches(data, prefix)[: warmup + steps]
+    t0 = time.perf_counter()
+    try:
+        side.train_step(*batches[0])
+    except Exception as exc:  # noqa: BLE001 - torch.compile's failures (no C++ compiler, ...) end the row only
+        if args.get("peer") != "compiled":
+            raise
+        return {"unavailable": f"torch.compile failed: {_one_line(exc)}", **_libraries(side)}
+    first_step_s = time.perf_counter() - t0
+    for x, y, mask in batches[1:warmup]:
         side.train_step(x, y, mask)
     measured = batches[warmup:]
     if args["backend"] == "jax":
         # JAX compiles once per padded shape: one untimed pass first, so
-        # that no compilation falls into the timed passes (both sides run it).
+        # that no compilation falls into the timed passes (every side runs it).
         for x, y, mask in measured:
             side.train_step(x, y, mask)
     tokens = int(sum(np.count_nonzero(m) for _, _, m in measured))
@@ -115,10 +136,11 @@ def worker_train(args, data, values):
         "steps_per_pass": len(measured),
         "median_step_s": statistics.median(step_times),
         "compile_s": compile_s,
+        "first_step_s": first_step_s,
         "last_loss_per_token": losses[-1] / max(1, int(np.count_nonzero(measured[-1][2]))),
         "peak_rss_mib": _max_rss_mib(),
         "gpu_peak_mib": side.gpu_peak_mib(),
-        **_threads_info(side),
+        **_libraries(side),
     }
 
 
@@ -148,7 +170,7 @@ def worker_generate(args, data, values):
         "sentences_per_s_b64": 64.0 / statistics.median(times64),
         "compile_s": compile_s,
         "peak_rss_mib": _max_rss_mib(),
-        **_threads_info(side),
+        **_libraries(side),
     }
 
 
@@ -203,7 +225,7 @@ def worker_matmul(args, data, values):
         t = time.perf_counter()
         np.matmul(a, b, out=out)
         times.append(time.perf_counter() - t)
-    return {"gflops": 2 * n**3 / statistics.median(times) / 1e9, "openblas_threads": openblas_threads()}
+    return {"gflops": 2 * n**3 / statistics.median(times) / 1e9, **numpy_blas()}
 
 
 def _gpu_matmul(reps, n=8192):
@@ -237,54 +259,77 @@ def _gpu_matmul(reps, n=8192):
     return {"gflops": 2 * n**3 / statistics.median(times[1:]) / 1e9, "size": n, "library": library}
 
 
+def _relative_difference(a, b):
+    return abs(a - b) / max(abs(a), abs(b), 1e-30)
+
+
+def _losses_and_logits(side, batch, ids):
+    """Loss and grad norm before and after one update on ``batch``; the first step's logits."""
+    steps = [side.train_step(*batch) for _ in range(2)]
+    side.compile_step()
+    logits = np.asarray(side.step(ids, *side.initial_states(len(ids)))[0])
+    return {"loss": [l for l, _ in steps], "grad_norm": [g for _, g in steps]}, logits
+
+
+def _compare(reference, reference_logits, figures, logits):
+    """Relative differences of a peer's figures to symrnn's (``reference``), and PASS/FAIL."""
+    diffs = [_relative_difference(a, b) for key in ("loss", "grad_norm") for a, b in zip(reference[key], figures[key])]
+    diffs.append(float(np.max(np.abs(reference_logits - logits)) / np.max(np.abs(logits))))
+    worst = max(diffs)
+    return {**figures, "max_rel_diff": worst, "passed": bool(worst <= LOSS_CHECK_RTOL)}
+
+
 def worker_check(args, data, values):
-    """Both sides, same parameters, same batch: losses before and after one update, step logits."""
+    """symrnn and every PyTorch peer computing its function: same parameters, same batch.
+
+    Compares losses and gradient norms before and after one RMSprop update and
+    the generation step's logits. Peers that compute another function (nn.GRU;
+    nn.LSTM beside hard-sigmoid gates) are listed under ``not_checked``.
+    """
     phases = {}
+    batch = load_batches(data, "b64")[0]
+    x, y, mask = batch
+    ids = np.arange(3, 3 + 64, dtype=np.int32)
     t0 = time.perf_counter()
-    x, y, mask = load_batches(data, "b64")[0]
     sym = _symrnn_side(args, values)
     sym.compile_train()
     phases["symrnn_compile_train_s"] = time.perf_counter() - t0
-    sym_losses = [sym.train_step(x, y, mask) for _ in range(2)]
-    t0 = time.perf_counter()
-    sym.compile_step()
-    phases["symrnn_compile_step_s"] = time.perf_counter() - t0
-    ids = np.arange(3, 3 + 64, dtype=np.int32)
-    sym_logits = np.asarray(sym.step(ids, *sym.initial_states(64))[0])
+    sym_figures, sym_logits = _losses_and_logits(sym, batch, ids)
     result = {
+        "cell": args.get("cell", "gru"), "gate": args.get("gate", "hard_sigmoid"),
         "phases": phases,
         "tokens": int(np.count_nonzero(mask)),
         "batch_shape": list(x.shape),
-        "symrnn_loss": [l for l, _ in sym_losses],
-        "symrnn_grad_norm": [g for _, g in sym_losses],
+        "symrnn_loss": sym_figures["loss"],
+        "symrnn_grad_norm": sym_figures["grad_norm"],
+        "peers": {},
+        "not_checked": {},
     }
     if args.get("skip_torch"):
         return result
     try:
-        import torch  # noqa: F401
+        import torch
     except ImportError as exc:
         result["torch_import_error"] = f"{type(exc).__name__}: {exc}"
         return result
-    t0 = time.perf_counter()
-    ref = TorchSide(values, args.get("device", "cpu"))
-    torch_losses = [ref.train_step(x, y, mask) for _ in range(2)]
-    torch_logits = ref.step(ids, *ref.initial_states(64))[0]
-    phases["pytorch_s"] = time.perf_counter() - t0
-
-    def rel(a, b):
-        return abs(a - b) / max(abs(a), abs(b), 1e-30)
-
-    result.update(
-        torch_version=torch.__version__,
-        pytorch_loss=[l for l, _ in torch_losses],
-        pytorch_grad_norm=[g for _, g in torch_losses],
-        rel_diff_loss=[rel(a, b) for (a, _), (b, _) in zip(sym_losses, torch_losses)],
-        rel_diff_grad_norm=[rel(a, b) for (_, a), (_, b) in zip(sym_losses, torch_losses)],
-        rel_diff_step_logits=float(np.max(np.abs(sym_logits - torch_logits)) / np.max(np.abs(torch_logits))),
-    )
-    worst = max(result["rel_diff_loss"] + result["rel_diff_grad_norm"] + [result["rel_diff_step_logits"]])
-    result["max_rel_diff"] = worst
-    result["passed"] = bool(worst <= LOSS_CHECK_RTOL)
+    result["torch_version"] = torch.__version__
+    for peer in args.get("peers", ["eager"]):
+        if peer == "native" and not native_computes_symrnn_function(result["cell"], result["gate"]):
+            result["not_checked"][peer] = "computes another function (speed peer only)"
+            continue
+        t0 = time.perf_counter()
+        try:
+            figures, logits = _losses_and_logits(_torch_side(args, values, peer), batch, ids)
+        except Exception as exc:  # noqa: BLE001
+            if peer != "compiled":
+                raise
+            result["not_checked"][peer] = f"torch.compile failed: {_one_line(exc)}"
+            continue
+        phases[f"pytorch_{peer}_s"] = time.perf_counter() - t0
+        result["peers"][peer] = _compare(sym_figures, sym_logits, figures, logits)
+    if result["peers"]:
+        result["max_rel_diff"] = max(p["max_rel_diff"] for p in result["peers"].values())
+        result["passed"] = all(p["passed"] for p in result["peers"].values())
     return result
 
 

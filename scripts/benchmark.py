@@ -1,9 +1,10 @@
 #!/usr/bin/env python
-"""Benchmark symrnn's two-layer GRU language model against an eager PyTorch peer.
+"""Benchmark symrnn's two-layer language models (GRU, LSTM, RNN) against PyTorch peers.
 
-    python scripts/benchmark.py                 # full run, both sides, table on stdout
+    python scripts/benchmark.py                 # full run, every cell and peer, tables on stdout
     python scripts/benchmark.py --quick --json  # fewer repetitions; JSON on the last line
     python scripts/benchmark.py --skip-torch    # symrnn only (ratios n/a)
+    python scripts/benchmark.py --cells gru --peers eager,native   # a part of it
     python scripts/benchmark.py --device gpu    # symrnn on PyTensor's JAX backend vs PyTorch on CUDA
 
 The benchmark itself lives in the ``benchmarks`` package beside ``scripts/``
@@ -26,25 +27,49 @@ _ROOT = Path(__file__).resolve().parent.parent
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
+from benchmarks.peers import PEERS, SYMRNN_BACKENDS, SYMRNN_CPU_BACKEND  # noqa: E402
 from benchmarks.report import format_report  # noqa: E402
 from benchmarks.runner import collect  # noqa: E402
 from benchmarks.workers import WORKERS, run_worker  # noqa: E402
+from benchmarks.workload import CELLS  # noqa: E402
+
+
+def _names(allowed, what):
+    """An argparse type: a comma-separated list of some of ``allowed``, in the order given."""
+
+    def parse(text):
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        unknown = [n for n in names if n not in allowed]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(
+                f"{what} must be a comma-separated list of {', '.join(allowed)}, not {text!r}")
+        return list(dict.fromkeys(names))
+
+    return parse
+
 
 def parse_arguments(argv):
     parser = argparse.ArgumentParser(
         prog="benchmark.py",
-        description="Benchmark symrnn's two-layer GRU language model against an eager PyTorch peer "
-        "(training, generation, start-up, memory, output-layer efficiency).",
+        description="Benchmark symrnn's two-layer language models against PyTorch peers: training "
+        "tokens/s of every cell against the hand-written PyTorch model (eager and under torch.compile) and "
+        "PyTorch's own layers; for the tutorial's GRU also generation, start-up, memory and output-layer efficiency.",
     )
     parser.add_argument("--json", action="store_true", help="also print every figure as one JSON object on the last line")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (for tests)")
     parser.add_argument("--skip-torch", action="store_true", help="run symrnn's side only (ratios n/a)")
-    parser.add_argument("--backend", choices=("c", "numba", "jax"), default=None,
-                        help="symrnn's compile backend (default c, PyTensor's C VM linker; jax with --device gpu)")
+    parser.add_argument("--cells", type=_names(CELLS, "--cells"), default=list(CELLS),
+                        help=f"cells of the training table (default {','.join(CELLS)})")
+    parser.add_argument("--peers", type=_names(PEERS, "--peers"), default=list(PEERS),
+                        help="PyTorch peers: eager (the hand-written model), compiled (the same under torch.compile), "
+                        f"native (nn.GRU / nn.LSTM / nn.RNN); default {','.join(PEERS)}")
+    parser.add_argument("--backend", choices=SYMRNN_BACKENDS, default=None,
+                        help=f"symrnn's compile backend (default {SYMRNN_CPU_BACKEND}; jax with --device gpu)")
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                         help="gpu: symrnn on PyTensor's JAX backend, PyTorch on CUDA (default cpu)")
     parser.add_argument("--implementation", choices=("auto", "scan", "fused"), default="auto",
-                        help="symrnn's recurrence and loss: auto (fused Ops), scan (plain scan + log_softmax graph), fused")
+                        help="symrnn's recurrence and loss: auto (fused Ops), scan (plain scan + log_softmax graph), "
+                        "fused (symrnn fuses the GRU's recurrence only; the output layer of every cell)")
     parser.add_argument("--threads", type=int, default=0,
                         help="OMP/OpenBLAS/MKL threads and torch.set_num_threads in the children, the same for both sides "
                         "(default 0: each library's own default, all cores; 1 is far steadier on a busy machine)")
@@ -53,7 +78,7 @@ def parse_arguments(argv):
     parser.add_argument("--worker-args", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.backend is None:
-        options.backend = "jax" if options.device == "gpu" else "c"
+        options.backend = "jax" if options.device == "gpu" else SYMRNN_CPU_BACKEND
     elif options.device == "gpu" and options.backend != "jax":
         parser.error("--device gpu runs symrnn on the jax backend; leave --backend out or give --backend jax")
     return options
