@@ -174,6 +174,7 @@ def print_text(args, model, vocabulary, checkpoint, kind) -> int:
     print(f"generate.py: generating {args.length} tokens from {args.model_file} ...", file=sys.stderr, flush=True)
     sys.stdout.write(args.prompt)
     sys.stdout.flush()
+    line_ends = {vocabulary.word_to_index[token] for token in LINE_END_TOKENS if token in vocabulary}
     pending = []
     continues = bool(args.prompt) and not args.prompt[-1].isspace()
 
@@ -190,7 +191,6 @@ def print_text(args, model, vocabulary, checkpoint, kind) -> int:
         if len(pending) >= PRINT_CHUNK_TOKENS or token in line_ends:
             write_pending()
 
-    line_ends = {vocabulary.word_to_index[token] for token in LINE_END_TOKENS if token in vocabulary}
     generate_text(
         step, states, prime, args.length, np.random.default_rng(args.seed),
         temperature=args.temperature, top_k=args.top_k,
