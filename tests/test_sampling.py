@@ -8,6 +8,7 @@ import pytest
 from scipy import stats
 
 from symrnn import sampling
+from symrnn.errors import ConfigError
 from symrnn.sampling import generate, sample_tokens
 from tests import numpy_reference as ref
 
@@ -103,8 +104,8 @@ def test_temperature_0_follows_the_argmax_path_of_the_model():
 def test_every_sampled_token_is_fed_once_in_order_and_the_prefix_only_once(monkeypatch):
     sampled = []
 
-    def recording_sample_tokens(logits, rng, temperature=1.0):
-        tokens = sample_tokens(logits, rng, temperature)
+    def recording_sample_tokens(logits, rng, temperature=1.0, top_k=0):
+        tokens = sample_tokens(logits, rng, temperature, top_k)
         sampled.extend(int(t) for t in tokens)
         return tokens
 
@@ -260,6 +261,51 @@ def test_a_temperature_too_small_for_float32_samples_greedily_without_overflow_w
         warnings.simplefilter("error")
         tokens = sample_tokens(logits, np.random.default_rng(0), 1e-300)
     np.testing.assert_array_equal(tokens, np.argmax(logits, axis=1))
+
+
+# --------------------------------------------------------------------------
+# Top-k sampling
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("top_k,temperature", [(3, 1.0), (2, 0.5), (4, 2.0)])
+def test_top_k_draws_only_the_k_largest_logits_from_their_softmax_over_temperature(top_k, temperature):
+    draws = 40000
+    logits = np.array([0.5, 2.0, -1.0, 1.5, 0.0, 1.0, -np.inf])
+    tokens = sample_tokens(np.tile(logits, (draws, 1)), np.random.default_rng(21), temperature, top_k)
+    assert tokens.dtype == np.int32 and tokens.shape == (draws,)
+    best = np.argsort(-logits, kind="stable")[:top_k]
+    counts = np.bincount(tokens, minlength=len(logits))
+    assert counts.sum() == counts[best].sum()  # nothing outside the k best is ever drawn
+    expected = ref.softmax(logits[best] / temperature)
+    chi2 = np.sum((counts[best] - draws * expected) ** 2 / (draws * expected))
+    assert chi2 < stats.chi2.ppf(0.9999, df=top_k - 1)
+
+
+def test_top_k_of_1_is_the_argmax_of_each_row_whatever_the_temperature():
+    logits = np.random.default_rng(24).normal(size=(60, 9))
+    for temperature in (0.5, 1.0, 3.0):
+        np.testing.assert_array_equal(sample_tokens(logits, np.random.default_rng(0), temperature, 1),
+                                      np.argmax(logits, axis=1))
+
+
+@pytest.mark.parametrize("top_k", [9, 10, 1000])
+def test_top_k_of_the_vocabulary_size_or_more_samples_exactly_as_without_top_k(top_k):
+    logits = np.random.default_rng(25).normal(size=(200, 9)).astype(np.float32)
+    np.testing.assert_array_equal(sample_tokens(logits, np.random.default_rng(3), 1.0, top_k),
+                                  sample_tokens(logits, np.random.default_rng(3), 1.0))
+
+
+def test_a_negative_top_k_is_refused():
+    with pytest.raises(ConfigError, match="top_k"):
+        sample_tokens(np.zeros((1, 4)), np.random.default_rng(0), 1.0, -1)
+
+
+def test_sentences_with_top_k_1_are_the_greedy_sentences():
+    greedy = run(FakeModel(noisy()), 4, temperature=0, min_length=1)
+    top_1 = run(FakeModel(noisy()), 4, seed=9, temperature=1.5, top_k=1, min_length=1)
+    assert len(greedy.sentences) == 4
+    assert top_1.sentences == greedy.sentences
 
 
 # --------------------------------------------------------------------------
