@@ -180,7 +180,7 @@ def assert_the_default_model_trains_with_the_fused_op(cell, gate, op_type):
     results = []
     for implementation in ("auto", "scan"):
         model = RNNLanguageModel(V, D, H, num_layers=2, cell=cell, gate=gate, dtype="float64", seed=3,
-                                 implementation=implementation)
+                                 recurrence=implementation)
         ids_v, targets_v, mask_v = pt.imatrix("ids"), pt.imatrix("targets"), pt.matrix("mask", dtype="float64")
         total, _ = model.loss(ids_v, targets_v, mask_v)
         grads = pytensor.grad(total, list(model.params.values()))
@@ -199,7 +199,7 @@ def assert_the_generation_step_uses_the_fused_op(cell, gate, op_type):
     V, D, H, B = 11, 4, 5, 3
     steps = {
         implementation: RNNLanguageModel(V, D, H, num_layers=2, cell=cell, gate=gate, dtype="float64", seed=4,
-                                         implementation=implementation).compile_step()
+                                         recurrence=implementation).compile_step()
         for implementation in ("auto", "scan")
     }
     assert [type(n.op) for n in steps["auto"].maker.fgraph.apply_nodes].count(op_type) == 2
