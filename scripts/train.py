@@ -38,11 +38,6 @@ from symrnn.memory import available_memory_bytes, format_bytes, training_memory_
 from symrnn.training import Diverged, TrainingState, anneal_learning_rate, evaluate, train
 from symrnn.vocab import Vocabulary, sentences_to_pairs, unknown_share, unknown_share_warning
 
-# Settings a resumed run may change; every other one comes from the checkpoint.
-RESUME_OVERRIDABLE = (
-    "nepoch", "print_every", "model_output_file", "resume", "num_samples", "temperature", "backend", "device", "cache_dir",
-    "input_data_file", "time_limit", "blas_threads", "max_data_mb",
-)
 EVALUATION_SENTENCES = 10000  # the tutorial's loss report uses the first 10,000 training sentences
 
 
@@ -58,14 +53,14 @@ def parse_arguments(argv):
 
 
 def settings_for_resume(env_settings: Settings, saved: dict, environ) -> Settings:
-    """The checkpoint's settings, but for those in RESUME_OVERRIDABLE given in `environ`.
+    """The checkpoint's settings, but for the resumable ones (``Settings.resumable_names``) given in `environ`.
 
     MODEL_OUTPUT_FILE never comes from the checkpoint: a copied or downloaded
     checkpoint would otherwise write to a name from another machine or folder.
     """
     fields = {name: value for name, value in saved.items() if name in env_settings.as_dict()}
     fields["model_output_file"] = env_settings.model_output_file
-    for name in RESUME_OVERRIDABLE:
+    for name in Settings.resumable_names():
         if environ.get(name.upper(), "").strip():
             fields[name] = getattr(env_settings, name)
     try:
@@ -79,7 +74,7 @@ def ignored_on_resume(env_settings: Settings, resumed: Settings, environ) -> lis
     warnings = []
     for name, value in resumed.as_dict().items():
         given = getattr(env_settings, name)
-        if name not in RESUME_OVERRIDABLE and environ.get(name.upper(), "").strip() and given != value:
+        if name not in Settings.resumable_names() and environ.get(name.upper(), "").strip() and given != value:
             warnings.append(f"{name.upper()}={given} is ignored: a resumed run keeps its checkpoint's value, {value}")
     return warnings
 
