@@ -66,12 +66,16 @@ class RNNLanguageModel:
         ``"auto"`` is ``"reference"`` where the fused Ops cannot run (JAX).
     initial_values : mapping name -> array, optional
         Parameter values to start from (shapes checked) instead of random ones.
+    tie_weights : bool
+        The output matrix is the embedding's transpose (one parameter,
+        ``embedding``; no ``output/W``); needs ``embedding_dim == hidden_dim``.
 
     Raises
     ------
     ValueError
         For an unknown cell, gate, dtype or backend, a dropout outside [0, 1),
-        dropout under the JAX backend, or initial values of the wrong shape.
+        dropout under the JAX backend, initial values of the wrong shape, or
+        tied weights with ``embedding_dim != hidden_dim``.
     """
 
     def __init__(
@@ -90,6 +94,7 @@ class RNNLanguageModel:
         recurrence: str = "auto",
         output_layer: str = "auto",
         initial_values: Mapping[str, np.ndarray] | None = None,
+        tie_weights: bool = False,
     ):
         if cell not in CELLS:
             raise ValueError(f"cell must be one of {sorted(CELLS)}, not {cell!r}")
@@ -111,7 +116,10 @@ class RNNLanguageModel:
             recurrence = "scan" if recurrence == "auto" else recurrence
             output_layer = "reference" if output_layer == "auto" else output_layer
         self.recurrence, self.output_layer = recurrence, output_layer
-        self.shapes = network.parameter_shapes(self.word_dim, self.embedding_dim, self.hidden_dim, self.num_layers, cell)
+        self.tie_weights = bool(tie_weights)
+        self.shapes = network.parameter_shapes(
+            self.word_dim, self.embedding_dim, self.hidden_dim, self.num_layers, cell, tie_weights=self.tie_weights
+        )
         if initial_values is None:
             initial_values = network.initial_values(self.shapes, np.random.default_rng(seed))
         self.params: "OrderedDict[str, pytensor.compile.SharedVariable]" = OrderedDict()
@@ -227,6 +235,7 @@ class RNNLanguageModel:
             "num_layers": self.num_layers,
             "cell": self.cell,
             "gate": self.gate,
+            "tie_weights": int(self.tie_weights),
         }
 
     # ------------------------------------------------------------------ graphs
@@ -243,16 +252,29 @@ class RNNLanguageModel:
             pt.tensor("mask", dtype=self.dtype, shape=shape),
         )
 
-    def _sequence_loss(self, ids, targets, mask, dropout_rate: float):
-        hidden, rng_updates = network.stacked_states(
-            self.params, ids, mask, self.num_layers, self.cell, self.gate,
-            truncate_gradient=self.truncate_gradient, recurrence=self.recurrence,
-            dropout_rate=dropout_rate, rng=self.dropout_rng,
-        )
+    def state_variables(self, batch: int | None = None) -> list:
+        """Symbolic (B, H) states of the model's dtype, in the order of :meth:`initial_state_values`."""
+        return [
+            pt.tensor(f"state{i}", dtype=self.dtype, shape=(batch, self.hidden_dim))
+            for i in range(network.state_count(self.num_layers, self.cell))
+        ]
+
+    def _sequence_loss(self, ids, targets, mask, dropout_rate: float, initial_states=None):
+        options = dict(truncate_gradient=self.truncate_gradient, recurrence=self.recurrence,
+                       dropout_rate=dropout_rate, rng=self.dropout_rng)
+        if initial_states is None:
+            hidden, rng_updates = network.stacked_states(
+                self.params, ids, mask, self.num_layers, self.cell, self.gate, **options
+            )
+            final_states = []
+        else:
+            hidden, final_states, rng_updates = network.stacked_layers(
+                self.params, ids, mask, initial_states, self.num_layers, self.cell, self.gate, **options
+            )
         total, n_tokens = losses.masked_nll(
-            hidden, self.params["output/W"], self.params["output/b"], targets, mask, self.output_layer
+            hidden, network.output_weights(self.params), self.params["output/b"], targets, mask, self.output_layer
         )
-        return total, n_tokens, rng_updates
+        return total, n_tokens, final_states, rng_updates
 
     def loss(self, ids, targets, mask):
         """Summed masked loss and token count of a padded batch, without dropout.
@@ -266,7 +288,7 @@ class RNNLanguageModel:
         -------
         total, n_tokens : scalar TensorVariables of the model's dtype
         """
-        total, n_tokens, _ = self._sequence_loss(ids, targets, mask, 0.0)
+        total, n_tokens, _, _ = self._sequence_loss(ids, targets, mask, 0.0)
         return total, n_tokens
 
     def training_loss(self, ids, targets, mask):
@@ -277,7 +299,8 @@ class RNNLanguageModel:
         total, n_tokens : scalar TensorVariables
         rng_updates : dict, the dropout generator's update (empty without dropout)
         """
-        return self._sequence_loss(ids, targets, mask, self.dropout)
+        total, n_tokens, _, rng_updates = self._sequence_loss(ids, targets, mask, self.dropout)
+        return total, n_tokens, rng_updates
 
     @property
     def static_shapes(self) -> bool:
@@ -285,7 +308,8 @@ class RNNLanguageModel:
         return backends.needs_static_shapes(self.backend)
 
     # -------------------------------------------------------------- functions
-    def compile_train(self, optimizer: str = "rmsprop", grad_clip: float | None = None, **rule_options):
+    def compile_train(self, optimizer: str = "rmsprop", grad_clip: float | None = None, carry_state: bool = False,
+                      **rule_options):
         """Compile one training step.
 
         The step skips the update (keeps every parameter and optimizer state)
@@ -296,6 +320,10 @@ class RNNLanguageModel:
         optimizer : ``"sgd"``, ``"rmsprop"`` or ``"adam"``
         grad_clip : float or None
             Maximum global gradient norm.
+        carry_state : bool
+            Take the initial states as inputs and return the final ones (stream
+            training); the gradient stops at the given states (truncated BPTT
+            at window edges).
         **rule_options
             Passed to the update rule (:mod:`symrnn.updates`), e.g. ``decay`` for RMSprop.
 
@@ -303,9 +331,12 @@ class RNNLanguageModel:
         -------
         callable ``f(ids (T,B), targets (T,B), mask (T,B), learning_rate) ->
         (loss_sum, n_tokens, grad_norm, applied)``; ``applied`` is 0 when the
-        step was skipped. Every function compiled for ``optimizer`` (one per
-        batch shape under JAX) updates the model's one state of that rule,
-        :meth:`optimizer_variables`; compiling creates none.
+        step was skipped. With ``carry_state``: ``f(ids, targets, mask,
+        learning_rate, *states) -> (loss_sum, n_tokens, grad_norm, applied,
+        *final_states)``, states (B, H) in the order of
+        :meth:`initial_state_values`. Every function compiled for
+        ``optimizer`` (one per batch shape under JAX) updates the model's one
+        state of that rule, :meth:`optimizer_variables`; compiling creates none.
         """
         state = self.optimizer_variables(optimizer)
         rule = update_rules.OPTIMIZERS[optimizer]
@@ -314,7 +345,8 @@ class RNNLanguageModel:
         def build(shape):
             ids, targets, mask = self.input_variables(shape)
             learning_rate = pt.scalar("learning_rate", dtype=self.dtype)
-            total, n_tokens, rng_updates = self.training_loss(ids, targets, mask)
+            states = self.state_variables(shape[1]) if carry_state else []
+            total, n_tokens, final_states, rng_updates = self._sequence_loss(ids, targets, mask, self.dropout, states or None)
             grads = pytensor.grad(total, params)
             if grad_clip:
                 grads, norm = update_rules.clip_by_global_norm(grads, grad_clip)
@@ -325,20 +357,29 @@ class RNNLanguageModel:
             guarded = OrderedDict((var, pt.switch(finite, new, var)) for var, new in rule_updates.items())
             guarded.update(rng_updates)
             return pytensor.function(
-                [ids, targets, mask, learning_rate],
-                [total, n_tokens, norm, pt.cast(finite, "int8")],
+                [ids, targets, mask, learning_rate, *states],
+                [total, n_tokens, norm, pt.cast(finite, "int8"), *final_states],
                 updates=guarded,
                 mode=self.mode,
             )
 
         return backends.compile_per_shape(self.backend, build)
 
-    def compile_loss(self):
-        """Compile ``f(ids (T,B), targets (T,B), mask (T,B)) -> (loss_sum, n_tokens)`` without dropout."""
+    def compile_loss(self, carry_state: bool = False):
+        """Compile the loss without dropout.
+
+        Returns
+        -------
+        callable ``f(ids (T,B), targets (T,B), mask (T,B)) -> (loss_sum, n_tokens)``;
+        with ``carry_state``, ``f(ids, targets, mask, *states) -> (loss_sum,
+        n_tokens, *final_states)`` (states as in :meth:`compile_train`).
+        """
 
         def build(shape):
             ids, targets, mask = self.input_variables(shape)
-            return pytensor.function([ids, targets, mask], list(self.loss(ids, targets, mask)), mode=self.mode)
+            states = self.state_variables(shape[1]) if carry_state else []
+            total, n_tokens, final_states, _ = self._sequence_loss(ids, targets, mask, 0.0, states or None)
+            return pytensor.function([ids, targets, mask, *states], [total, n_tokens, *final_states], mode=self.mode)
 
         return backends.compile_per_shape(self.backend, build)
 
@@ -353,12 +394,15 @@ class RNNLanguageModel:
         of length n costs n calls (O(n)), not O(n^2) as in the tutorial.
         """
         ids = pt.ivector("ids")
-        states = [pt.matrix(f"state{i}", dtype=self.dtype) for i in range(self.num_layers * CELLS[self.cell].states)]
+        states = self.state_variables()
         logits, new_states = network.one_step(self.params, ids, states, self.num_layers, self.cell, self.gate, self.recurrence)
         step = pytensor.function([ids, *states], [logits, *new_states], mode=self.mode)
         return backends.with_states_on_device(self.backend, step)
 
     def initial_state_values(self, batch: int) -> list:
-        """Zero states for the one-step function, as NumPy arrays (B, H)."""
-        n = self.num_layers * CELLS[self.cell].states
+        """Zero states for the one-step function and carried-state batch functions, as NumPy arrays (B, H).
+
+        Layer by layer, each layer's output state first (an LSTM layer: h, then c).
+        """
+        n = network.state_count(self.num_layers, self.cell)
         return [np.zeros((batch, self.hidden_dim), dtype=self.dtype) for _ in range(n)]

@@ -42,10 +42,12 @@ def model_from_checkpoint(checkpoint: Checkpoint, **model_options) -> RNNLanguag
         if missing:
             raise CheckpointError(f"{path}: its settings lack {', '.join(missing)}; the file was not written by symrnn's train.py")
         arch = {key: checkpoint.settings[key] for key in ARCHITECTURE_KEYS}
+        arch["tie_weights"] = bool(checkpoint.settings.get("tie_weights", 0))  # absent from older checkpoints
         values = checkpoint.params
         try:
-            expected = parameter_shapes(arch["word_dim"], arch["embedding_dim"], arch["hidden_dim"], arch["num_layers"], arch["cell"])
-        except (KeyError, TypeError) as exc:
+            expected = parameter_shapes(arch["word_dim"], arch["embedding_dim"], arch["hidden_dim"], arch["num_layers"],
+                                        arch["cell"], tie_weights=arch["tie_weights"])
+        except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{path}: its settings describe no known model ({exc})") from None
         problems = [
             f"{name} {values[name].shape if name in values else 'missing'} (expected {shape})"

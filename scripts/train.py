@@ -4,13 +4,16 @@
     LEARNING_RATE=0.001 HIDDEN_DIM=128 python scripts/train.py
 
 Settings are the WildML tutorial's variables (same names, same defaults) plus
-symrnn's own; ``--help`` lists them all.
+symrnn's own; ``--help`` lists them all. ``SEQUENCE=sentence`` (the default)
+trains one sentence per sequence from a zero state, as the tutorial;
+``SEQUENCE=stream`` trains on the text as parallel streams with the state
+carried from window to window, as char-rnn. This file sets a run up and
+ends it; what happens during training is :mod:`train_callbacks`.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import signal
@@ -20,30 +23,31 @@ from pathlib import Path
 
 try:
     from . import common
+    from . import train_callbacks as callbacks
 except ImportError:  # run as a file: python scripts/train.py
     import common
+    import train_callbacks as callbacks
 
 import numpy as np
 
 from symrnn.batching import split_train_validation
 from symrnn.checkpoint import load_checkpoint, save_checkpoint
 from symrnn.config import DEFAULT_INPUT_DATA_FILE, Settings, misspelt_settings
-from symrnn.corpus import load_sentences
+from symrnn.corpus import load_sentences, load_token_stream
 from symrnn.default_corpus import DEFAULT_CORPUS_NAME
 from symrnn.errors import CheckpointError, ConfigError
+from symrnn.memory import available_memory_bytes, format_bytes, training_memory_bytes
+from symrnn.metrics import write_metrics
 from symrnn.paths import check_output_path
 from symrnn.plotting import plot_available, write_loss_curve
 from symrnn.sampling import generate
-from symrnn.memory import available_memory_bytes, format_bytes, training_memory_bytes
-from symrnn.training import Diverged, TrainingState, anneal_learning_rate, evaluate, train
+from symrnn.streams import count_windows, hold_out_tail, parallel_streams
+from symrnn.training import Diverged, TrainingState, evaluate, evaluate_streams, train, train_streams
 from symrnn.vocab import Vocabulary, sentences_to_pairs, unknown_share, unknown_share_warning
 
-# Settings a resumed run may change; every other one comes from the checkpoint.
-RESUME_OVERRIDABLE = (
-    "nepoch", "print_every", "model_output_file", "resume", "num_samples", "temperature", "backend", "device", "cache_dir",
-    "input_data_file", "time_limit", "blas_threads", "max_data_mb",
-)
 EVALUATION_SENTENCES = 10000  # the tutorial's loss report uses the first 10,000 training sentences
+EVALUATION_TOKENS = 100000  # stream mode's training loss: the first 100,000 training tokens
+STREAM_STATE = "stream_state/{}"  # the carried states in a checkpoint's training state, in initial_state_values order
 
 
 def parse_arguments(argv):
@@ -58,14 +62,14 @@ def parse_arguments(argv):
 
 
 def settings_for_resume(env_settings: Settings, saved: dict, environ) -> Settings:
-    """The checkpoint's settings, but for those in RESUME_OVERRIDABLE given in `environ`.
+    """The checkpoint's settings, but for the resumable ones (``Settings.resumable_names``) given in `environ`.
 
     MODEL_OUTPUT_FILE never comes from the checkpoint: a copied or downloaded
     checkpoint would otherwise write to a name from another machine or folder.
     """
     fields = {name: value for name, value in saved.items() if name in env_settings.as_dict()}
     fields["model_output_file"] = env_settings.model_output_file
-    for name in RESUME_OVERRIDABLE:
+    for name in Settings.resumable_names():
         if environ.get(name.upper(), "").strip():
             fields[name] = getattr(env_settings, name)
     try:
@@ -79,7 +83,7 @@ def ignored_on_resume(env_settings: Settings, resumed: Settings, environ) -> lis
     warnings = []
     for name, value in resumed.as_dict().items():
         given = getattr(env_settings, name)
-        if name not in RESUME_OVERRIDABLE and environ.get(name.upper(), "").strip() and given != value:
+        if name not in Settings.resumable_names() and environ.get(name.upper(), "").strip() and given != value:
             warnings.append(f"{name.upper()}={given} is ignored: a resumed run keeps its checkpoint's value, {value}")
     return warnings
 
@@ -91,31 +95,17 @@ def resolve_corpus_path(settings: Settings) -> str | None:
     return DEFAULT_INPUT_DATA_FILE if Path(DEFAULT_INPUT_DATA_FILE).exists() else None
 
 
-def rng_state_json(state: dict) -> str:
-    """The dropout generator's state in ``model.state()``, as saved in checkpoints."""
-    return json.dumps(state["dropout_rng"])
-
-
-def restore_rng_state(text: str) -> dict:
-    """The saved dropout generator state, for ``model.load_state``."""
-    return json.loads(text)
-
-
-def make_progress_bar(total: int, stream):
-    """A tqdm bar (examples, examples/s, loss, tokens/s, ETA) on a terminal; None otherwise."""
-    if not stream.isatty():
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="ex", file=stream, dynamic_ncols=True, smoothing=0.05)
+def beside(path: str, suffix: str) -> str:
+    """A file beside the model: ``m.npz`` -> ``m<suffix>`` (``.loss.png``, ``.metrics.csv``)."""
+    return str(Path(path).with_suffix("")) + suffix
 
 
 class Run:
-    """One training run: the model, its data and how it reports and saves."""
+    """One training run: its settings, data, model and files; set up here, driven by :meth:`train`."""
 
     def __init__(self, settings: Settings, environ):
         self.settings = settings
-        self.out = sys.stdout
+        self.console = callbacks.Console(sys.stdout)
         self.checkpoint = None
         if settings.resume:
             self.checkpoint = load_checkpoint(settings.resume)
@@ -125,13 +115,18 @@ class Run:
             for warning in ignored_on_resume(settings, resumed, environ):
                 common.warn(warning)
             self.settings = settings = resumed
+        self.streaming = settings.sequence == "stream"
         # A resumed run writes to the file it resumed, unless MODEL_OUTPUT_FILE names another.
         self.output_path = settings.model_output_file or settings.resume or self._new_default_name()
         self.saved_path = None  # the model file this run has written, once it has
-        self.unusable_loss = None  # the last report's loss when it was not finite
-        self.plot_failed = False
-        self.progress_bar = None
+        self.carried_states = []  # stream mode: the states entering the next window
         self.check_outputs()
+        self.loss_curve = callbacks.SideFile(
+            self.console, "loss curve", lambda history, title: write_loss_curve(self.plot_path, history, title=title))
+        self.metrics_file = callbacks.SideFile(self.console, "metrics file", lambda history: write_metrics(self.metrics_path, history))
+
+    def say(self, *lines):
+        self.console.say(*lines)
 
     def _new_default_name(self) -> str:
         """A default model name no existing file has (such a file belongs to another run)."""
@@ -141,62 +136,55 @@ class Run:
                 return name
         raise ConfigError(f"cannot find a free default model file name (tried names like {name}); set MODEL_OUTPUT_FILE")
 
+    def input_paths(self) -> list[str]:
+        s = self.settings
+        return [path for path in (resolve_corpus_path(s), s.validation_file, s.test_file) if path]
+
     def check_outputs(self):
         """Refuse, before any work, every file this run could not write or must not replace."""
-        s = self.settings
-        inputs = [path for path in (resolve_corpus_path(s),) if path]
+        s, inputs = self.settings, self.input_paths()
         what = "MODEL_OUTPUT_FILE" if s.model_output_file else "RESUME" if s.resume else "default model file"
         check_output_path(self.output_path, inputs, what=what)
-        self.best_path = self._beside(self.output_path, "best")
-        self.plot_path = str(Path(self.output_path).with_suffix("")) + ".loss.png"
-        if s.validation_fraction:
+        p = Path(self.output_path)
+        self.best_path = str(p.with_name(f"{p.stem}.best{p.suffix or '.npz'}"))
+        self.plot_path = beside(self.output_path, ".loss.png")
+        self.metrics_path = beside(self.output_path, ".metrics.csv")
+        if s.validation_fraction or s.validation_file:
             check_output_path(self.best_path, inputs, what=f"best-model file of {what}")
         if plot_available():
             check_output_path(self.plot_path, inputs, what=f"loss-curve image of {what}")
+        check_output_path(self.metrics_path, inputs, what=f"metrics file of {what}")
+        for variable, path in (("VALIDATION_FILE", s.validation_file), ("TEST_FILE", s.test_file)):
+            if path and not os.path.exists(path):
+                raise ConfigError(f"{variable}={path}: no such file")
 
-    @staticmethod
-    def _beside(path: str, tag: str) -> str:
-        p = Path(path)
-        return str(p.with_name(f"{p.stem}.{tag}{p.suffix or '.npz'}"))
-
-    def say(self, *lines):
-        if self.progress_bar is not None:
-            self.progress_bar.clear()
-        try:
-            for line in lines:
-                print(line, file=self.out)
-            self.out.flush()
-        except OSError:  # the terminal is gone (SIGHUP): go on to save, silently
-            self.out = open(os.devnull, "w")
-        if self.progress_bar is not None:
-            self.progress_bar.refresh()
-
-    def warn(self, message: str):
-        if self.progress_bar is not None:
-            self.progress_bar.clear()
-        common.warn(message)
-        if self.progress_bar is not None:
-            self.progress_bar.refresh()
-
-    # ------------------------------------------------------------------ setup
+    # ------------------------------------------------------------------ data
     def load_data(self):
-        from models.tutorial import reading_line, statistics_lines
+        from models.tutorial import reading_line
 
         s = self.settings
         path = resolve_corpus_path(s)
         self.say(reading_line(path))
-        sentences = load_sentences(
-            path, tokens=s.tokens, min_sent_characters=s.min_sent_characters,
-            cache_dir=s.token_cache_dir(str(Path.home())), max_data_bytes=s.max_data_mb * 2**20,
-        )
-        if s.max_sentences:
-            sentences = sentences[: s.max_sentences]
+        self.read_options = dict(min_sent_characters=s.min_sent_characters, cache_dir=s.token_cache_dir(str(Path.home())),
+                                 max_data_bytes=s.max_data_mb * 2**20)
+        if self.streaming:
+            self._load_stream(path)
+        else:
+            self._load_sentences(path)
+        self.validation, self.held_out = self.held_out_data, None
+        if s.validation_file:
+            self.validation = self._evaluation_data(s.validation_file, "VALIDATION_FILE")
+            self.held_out = self.held_out_data if self._has_data(self.held_out_data) else None
+        self.test = self._evaluation_data(s.test_file, "TEST_FILE") if s.test_file else None
+
+    def _use_vocabulary(self, tokens_for_vocabulary, sentences_for_share):
+        """The checkpoint's vocabulary or a new one; the unknown share checked against the checkpoint's."""
+        s = self.settings
         if self.checkpoint is not None and self.checkpoint.vocabulary is not None:
             self.vocabulary = Vocabulary(self.checkpoint.vocabulary)
         else:
-            self.vocabulary = Vocabulary.build(sentences, s.vocabulary_size)
-        X, Y = sentences_to_pairs(sentences, self.vocabulary)
-        share = unknown_share(sentences, self.vocabulary)
+            self.vocabulary = Vocabulary.build(tokens_for_vocabulary, s.vocabulary_size)
+        share = unknown_share(sentences_for_share, self.vocabulary)
         # The share the model was trained with, kept in its checkpoints so that a
         # resumed run or evaluate.py can tell a corpus that does not fit it.
         self.trained_unknown_share = share
@@ -207,20 +195,68 @@ class Run:
             self.say(f"Tokens not in the model's vocabulary (UNKNOWN_TOKEN): {share:.1%}")
             warning = unknown_share_warning(share, None if saved is None else float(saved))
             if warning:
-                self.warn(warning)
+                self.console.warn(warning)
+
+    def _vocabulary_line(self, path) -> str:
+        s = self.settings
+        return (f"Corpus {path or DEFAULT_CORPUS_NAME}: vocabulary of {len(self.vocabulary)} words"
+                + (f" (asked for {s.vocabulary_size}: the corpus has fewer distinct words)"
+                   if len(self.vocabulary) < s.vocabulary_size else ""))
+
+    def _load_sentences(self, path):
+        from models.tutorial import statistics_lines
+
+        s = self.settings
+        sentences = load_sentences(path, tokens=s.tokens, **self.read_options)
+        if s.max_sentences:
+            sentences = sentences[: s.max_sentences]
+        self._use_vocabulary(sentences, sentences)
+        X, Y = sentences_to_pairs(sentences, self.vocabulary)
         train_idx, valid_idx = split_train_validation(len(X), s.validation_fraction, s.seed)
         self.X_train, self.Y_train = [X[i] for i in train_idx], [Y[i] for i in train_idx]
         self.X_valid, self.Y_valid = [X[i] for i in valid_idx], [Y[i] for i in valid_idx]
+        self.held_out_data = (self.X_valid, self.Y_valid)
         if not self.X_train:
             raise ConfigError("VALIDATION_FRACTION leaves no training sentences; lower it")
+        self.examples_per_epoch = len(self.X_train)
         tokens = sum(len(y) for y in self.Y_train)
         self.say(
-            *statistics_lines(sentences, self.vocabulary, s.vocabulary_size),
-            f"Corpus {path or DEFAULT_CORPUS_NAME}: vocabulary of {len(self.vocabulary)} words"
-            + (f" (asked for {s.vocabulary_size}: the corpus has fewer distinct words)" if len(self.vocabulary) < s.vocabulary_size else ""),
-            f"Training on {len(self.X_train)} sentences ({tokens} tokens), validating on {len(self.X_valid)}",
+            *statistics_lines(sentences, self.vocabulary, s.vocabulary_size), self._vocabulary_line(path),
+            f"Training on {len(self.X_train)} sentences ({tokens} tokens), validating on {len(valid_idx)}",
         )
 
+    def _load_stream(self, path):
+        s = self.settings
+        tokens = load_token_stream(path, tokens=s.tokens, **self.read_options)
+        self._use_vocabulary([tokens], [tokens])
+        train_ids, self.held_out_data = hold_out_tail(self.vocabulary.encode(tokens), s.validation_fraction)
+        self.streams = parallel_streams(train_ids, s.batch_size)
+        self.training_head = parallel_streams(train_ids[: EVALUATION_TOKENS + s.batch_size], s.batch_size)
+        self.examples_per_epoch = count_windows(self.streams.shape[1], s.seq_length) * s.batch_size
+        self.say(
+            f"Parsed {len(tokens)} tokens ({s.tokens}).", self._vocabulary_line(path),
+            f"Training on {s.batch_size} streams of {self.streams.shape[1]} tokens "
+            f"({count_windows(self.streams.shape[1], s.seq_length)} windows of up to {s.seq_length}), "
+            f"validating on {len(self.held_out_data)} tokens",
+        )
+
+    def _evaluation_data(self, path: str, variable: str):
+        """A separate evaluation text (VALIDATION_FILE, TEST_FILE) with the training vocabulary."""
+        s = self.settings
+        if self.streaming:
+            tokens = load_token_stream(path, tokens=s.tokens, **self.read_options)
+            ids = self.vocabulary.encode(tokens)
+            self.say(f"{variable} {path}: {len(ids)} tokens, {unknown_share([tokens], self.vocabulary):.1%} not in the vocabulary")
+            return ids
+        sentences = load_sentences(path, tokens=s.tokens, **self.read_options)
+        self.say(f"{variable} {path}: {len(sentences)} sentences, "
+                 f"{unknown_share(sentences, self.vocabulary):.1%} of the tokens not in the vocabulary")
+        return sentences_to_pairs(sentences, self.vocabulary)
+
+    def _has_data(self, data) -> bool:
+        return len(data) > 1 if self.streaming else bool(data[0])
+
+    # ------------------------------------------------------------------ model
     def build_model(self):
         from models.language_model import RNNLanguageModel
 
@@ -231,15 +267,18 @@ class Run:
         self.model = RNNLanguageModel(
             len(self.vocabulary), s.embedding_dim, s.hidden_dim, num_layers=s.num_layers, cell=s.cell, gate=s.gate,
             dtype=s.floatx, seed=s.seed, truncate_gradient=s.bptt_truncate, dropout=s.dropout,
-            backend=s.backend_name, initial_values=initial,
+            backend=s.backend_name, initial_values=initial, tie_weights=bool(s.tie_weights),
         )
         started = time.perf_counter()
         rule_options = {"decay": s.decay} if s.optimizer == "rmsprop" else {}  # DECAY is RMSprop's setting
-        self.train_step = self.model.compile_train(optimizer=s.optimizer, grad_clip=s.grad_clip or None, **rule_options)
-        self.loss_fn = self.model.compile_loss()
+        self.train_step = self.model.compile_train(optimizer=s.optimizer, grad_clip=s.grad_clip or None,
+                                                   carry_state=self.streaming, **rule_options)
+        self.loss_fn = self.model.compile_loss(carry_state=self.streaming)
         self.step_fn = self.model.compile_step()
         self.say(f"Compiled training, evaluation and generation functions in {time.perf_counter() - started:.1f} s")
         self.state = None
+        if self.streaming:
+            self.carried_states = self.model.initial_state_values(s.batch_size)
         if self.checkpoint is not None:
             self._restore_from_checkpoint()
 
@@ -247,18 +286,42 @@ class Run:
         train_state = self.checkpoint.training_state
         saved = {"params": self.checkpoint.params, "optimizer_state": self.checkpoint.optimizer_state}
         if "dropout_rng_json" in train_state:
-            saved["dropout_rng"] = restore_rng_state(str(train_state["dropout_rng_json"]))
+            saved["dropout_rng"] = json.loads(str(train_state["dropout_rng_json"]))
         try:
             self.model.load_state(saved)
         except ValueError as exc:
             raise CheckpointError(f"{self.settings.resume}: {exc}; cannot resume") from None
         self.state = TrainingState.from_json(str(train_state["state_json"]))
+        if self.streaming and self.state.position:
+            for i, expected in enumerate(self.carried_states):
+                value = train_state.get(STREAM_STATE.format(i))
+                if value is None or value.shape != expected.shape:
+                    raise CheckpointError(f"{self.settings.resume}: its carried state {STREAM_STATE.format(i)} is missing "
+                                          f"or not of shape {expected.shape}; cannot resume")
+                self.carried_states[i] = value.astype(expected.dtype)
         self.say(f"Resuming {self.settings.resume}: epoch {self.state.epoch}, batch {self.state.position}, {self.state.examples_seen} examples seen")
 
     @property
     def bucket_width(self):
         """BUCKET_WIDTH, or 16 under JAX (one compiled function per padded length), else none."""
         return self.settings.bucket_width or (16 if self.settings.backend_name == "jax" else None)
+
+    def first_batch(self):
+        """A training batch ``(ids, targets, mask, *states)`` for timing a step."""
+        from symrnn.batching import bucket_length, pad_batch
+        from symrnn.streams import stream_windows
+
+        if self.streaming:
+            window = next(stream_windows(self.streams, self.settings.seq_length))
+            return (window.x, window.y, window.mask), self.model.initial_state_values(self.settings.batch_size)
+        index = min(10, len(self.X_train) - 1)
+        batch_size = min(self.settings.batch_size, len(self.X_train))
+        chosen = [self.X_train[(index + i) % len(self.X_train)] for i in range(batch_size)]
+        targets = [self.Y_train[(index + i) % len(self.Y_train)] for i in range(batch_size)]
+        length = bucket_length(max(len(s) for s in chosen), self.bucket_width)
+        x, mask = pad_batch(chosen, length)
+        y, _ = pad_batch(targets, length)
+        return (x, y, mask.astype(self.settings.floatx)), []
 
     def time_one_step(self):
         """The tutorial's 'SGD Step time', measured without changing the run (values restored).
@@ -267,132 +330,94 @@ class Run:
         (Numba) or, under JAX, compiles the step for that batch shape (reported).
         """
         snapshot = self.model.state()
-        index = min(10, len(self.X_train) - 1)
-        from symrnn.batching import bucket_length, pad_batch
-
-        batch_size = min(self.settings.batch_size, len(self.X_train))
-        chosen = [self.X_train[(index + i) % len(self.X_train)] for i in range(batch_size)]
-        targets = [self.Y_train[(index + i) % len(self.Y_train)] for i in range(batch_size)]
-        length = bucket_length(max(len(s) for s in chosen), self.bucket_width)
-        x, mask = pad_batch(chosen, length)
-        y, _ = pad_batch(targets, length)
-        mask = mask.astype(self.settings.floatx)
+        (x, y, mask), states = self.first_batch()
         learning_rate = np.float32(self.settings.learning_rate)
         started = time.perf_counter()
-        self.train_step(x, y, mask, learning_rate)  # first call: JAX compiles, Numba loads its kernel
+        self.train_step(x, y, mask, learning_rate, *states)  # first call: JAX compiles, Numba loads its kernel
         if self.model.static_shapes:
             self.say(f"Compiled the training step for batches of shape {x.shape} in {time.perf_counter() - started:.1f} s "
                      "(once per padded shape; reused from JAX's cache in later runs)")
         started = time.perf_counter()
-        self.train_step(x, y, mask, learning_rate)
+        self.train_step(x, y, mask, learning_rate, *states)
         elapsed = time.perf_counter() - started
         self.model.load_state(snapshot)
-        self.say(f"SGD Step time: {elapsed * 1000:f} milliseconds (batch of {batch_size})")
+        self.say(f"SGD Step time: {elapsed * 1000:f} milliseconds (batch of {x.shape[1]})")
 
-    # -------------------------------------------------------------- reporting
+    # ------------------------------------------------------------ evaluating
+    def per_token_loss(self, data) -> float:
+        """Loss in nats per token: sentences ``(X, Y)``, or a token id stream (streams of BATCH_SIZE, state carried)."""
+        if self.streaming:
+            streams = data if data.ndim == 2 else parallel_streams(data, max(1, min(self.settings.batch_size, len(data) // 2)))
+            total, count = evaluate_streams(self.loss_fn, streams, self.settings.seq_length,
+                                            self.model.initial_state_values(streams.shape[0]))
+        else:
+            total, count = evaluate(self.loss_fn, *data, batch_size=64)
+        return total / max(count, 1)
+
+    def training_loss(self) -> float:
+        if self.streaming:
+            return self.per_token_loss(self.training_head)
+        return self.per_token_loss((self.X_train[:EVALUATION_SENTENCES], self.Y_train[:EVALUATION_SENTENCES]))
+
+    def validation_loss(self) -> float | None:
+        return self.per_token_loss(self.validation) if self._has_data(self.validation) else None
+
+    def sample(self, n: int, rng) -> list[str]:
+        v = self.vocabulary
+        chars = self.settings.tokens == "char"
+        result = generate(
+            self.step_fn, self.model.initial_state_values, n, v.start_index, v.end_index, rng,
+            temperature=self.settings.temperature, reject_ids=[v.unknown_index, v.mask_index, v.start_index],
+            min_length=3 if chars else 5, max_length=400 if chars else 100,
+        )
+        return [("" if chars else " ").join(v.decode(sentence)) for sentence in result.sentences]
+
+    # -------------------------------------------------------------- saving
     def save(self, path=None) -> str:
         model, state = self.model, self.state
         settings = {**self.settings.as_dict(), **model.settings()}
         model_state = model.state()
+        training_state = {
+            "state_json": np.array(state.to_json()), "dropout_rng_json": np.array(json.dumps(model_state["dropout_rng"])),
+            "unknown_share": np.array(self.trained_unknown_share),
+        }
+        training_state.update({STREAM_STATE.format(i): np.asarray(s) for i, s in enumerate(self.carried_states)})
         written = save_checkpoint(
-            path or self.output_path,
-            model_state["params"],
-            vocabulary=self.vocabulary.index_to_word,
-            settings=settings,
-            optimizer_state=model_state["optimizer_state"],
-            training_state={
-                "state_json": np.array(state.to_json()), "dropout_rng_json": np.array(rng_state_json(model_state)),
-                "unknown_share": np.array(self.trained_unknown_share),
-            },
+            path or self.output_path, model_state["params"], vocabulary=self.vocabulary.index_to_word, settings=settings,
+            optimizer_state=model_state["optimizer_state"], training_state=training_state,
         )
         if path is None:
             self.saved_path = written
         return written
 
-    def per_word_loss(self, X, Y) -> float:
-        total, count = evaluate(self.loss_fn, X, Y, batch_size=64)
-        return total / max(count, 1)
-
-    def sample(self, n: int, rng) -> list[str]:
-        v = self.vocabulary
-        result = generate(
-            self.step_fn, self.model.initial_state_values, n, v.start_index, v.end_index, rng,
-            temperature=self.settings.temperature, reject_ids=[v.unknown_index, v.mask_index, v.start_index],
-            min_length=5 if self.settings.tokens == "word" else 3, max_length=100 if self.settings.tokens == "word" else 400,
-        )
-        joiner = " " if self.settings.tokens == "word" else ""
-        return [joiner.join(v.decode(sentence)) for sentence in result.sentences]
-
-    def on_report(self, report):
-        if report.kind == "step":
-            self.update_progress_bar(report)
-        elif report.kind == "progress":
-            self.progress_report(report)
-        elif report.kind == "epoch":
-            s = self.settings
-            new_rate = anneal_learning_rate(s.anneal, report.state.learning_rate, s.anneal_rate, [], end_of_epoch=True)
-            if new_rate != report.state.learning_rate:
-                report.state.learning_rate = new_rate
-                self.say(f"Epoch {report.state.epoch} done; learning rate now {new_rate:g}")
-
-    def update_progress_bar(self, report):
-        if self.progress_bar is None:
-            return
-        state = report.state
-        done = state.epoch * len(self.X_train) + min(state.position * self.settings.batch_size, len(self.X_train))
-        self.progress_bar.n = min(done, self.progress_bar.total)
-        rate = state.tokens_seen / max(report.elapsed, 1e-9)
-        self.progress_bar.set_postfix(loss=f"{report.loss:.3f}", tokens_s=f"{rate:.0f}", refresh=False)
-        self.progress_bar.update(0)
-
-    def progress_report(self, report):
-        s, state = self.settings, report.state
-        train_loss = self.per_word_loss(self.X_train[:EVALUATION_SENTENCES], self.Y_train[:EVALUATION_SENTENCES])
-        valid_loss = self.per_word_loss(self.X_valid, self.Y_valid) if self.X_valid else None
-        if not np.isfinite(train_loss):
-            self.unusable_loss = train_loss
-            self.say("", f"Loss: {train_loss:f} after {state.examples_seen} examples: the parameters no longer give finite "
-                     f"losses, so this model is not saved ({self._last_good()})")
-            return
-        self.unusable_loss = None
-        state.history.append([state.examples_seen, train_loss, valid_loss])
-        lines = [
-            "",
-            f"{datetime.datetime.now().isoformat(timespec='seconds')} ({state.examples_seen})",
-            "--------------------------------------------------",
-            f"Epoch {state.epoch + 1}/{s.nepoch}, {report.elapsed:.0f} s, {state.tokens_seen / max(report.elapsed, 1e-9):.0f} tokens/s, learning rate {state.learning_rate:g}",
-            f"Loss: {train_loss:f}",
-        ]
-        if valid_loss is not None:
-            lines.append(f"Validation loss: {valid_loss:f} (perplexity {np.exp(valid_loss):.1f})")
-        if state.skipped_steps:
-            lines.append(f"Skipped steps (non-finite loss or gradient): {state.skipped_steps}")
-        self.say(*lines)
-        rng = np.random.default_rng([s.seed, state.examples_seen])
-        for sentence in self.sample(s.num_samples, rng):
-            self.say(sentence)
-        if valid_loss is not None:
-            losses = [entry[2] for entry in state.history if entry[2] is not None]
-            state.learning_rate = anneal_learning_rate(s.anneal, state.learning_rate, s.anneal_rate, losses, end_of_epoch=False)
-        written = self.save()
-        self.say(f"Saved model to {written}")
-        if plot_available():
-            self.write_plot(state.history, title=Path(written).name)
-        if valid_loss is not None and (state.best_validation is None or valid_loss < state.best_validation):
-            state.best_validation = valid_loss
-            self.say(f"Saved best model (validation loss {valid_loss:f}) to {self.save(self.best_path)}")
-        self.say("")
-
-    def write_plot(self, history, title: str):
-        """Draw the loss curve; a side product, so a failure is one warning, not the end of the run."""
-        try:
-            self.say(f"Loss curve: {write_loss_curve(self.plot_path, history, title=title)}")
-        except Exception as exc:  # matplotlib can fail in many ways; none may cost the run
-            if not self.plot_failed:
-                self.warn(f"no loss curve: {exc}; training goes on (this warning is not repeated)")
-            self.plot_failed = True
+    def _last_good(self) -> str:
+        """Which file holds this run's last model with finite losses, for messages."""
+        last = self.saved_path or self.settings.resume
+        return f"the last good model is {last}" if last else "this run saved no model"
 
     # -------------------------------------------------------------- training
+    def make_callbacks(self) -> list:
+        console, s = self.console, self.settings
+        self.reporter = callbacks.Reporter(console, s, self.training_loss, self.validation_loss, self.sample, self._last_good)
+        return [
+            self._remember,
+            callbacks.ProgressBar(console, self.examples_per_epoch, s.batch_size),
+            self.reporter,
+            callbacks.LearningRate(console, s, self.reporter),
+            callbacks.Checkpointer(console, self.reporter, self.save, self.best_path,
+                                   self.loss_curve if plot_available() else None, self.metrics_file),
+        ]
+
+    def run_loop(self, callback_list, should_stop):
+        s = self.settings
+        common_options = dict(epochs=s.nepoch, report_every=s.print_every, state=self.state, learning_rate=s.learning_rate,
+                              callbacks=callback_list, should_stop=should_stop)
+        if self.streaming:
+            return train_streams(self.train_step, self.streams, seq_length=s.seq_length,
+                                 carried_states=self.carried_states, **common_options)
+        return train(self.train_step, self.X_train, self.Y_train, batch_size=s.batch_size, seed=s.seed,
+                     bucket_width=self.bucket_width, **common_options)
+
     def train(self):
         stop = {"signal": None}
 
@@ -401,62 +426,62 @@ class Run:
                 signal.signal(signum, signal.SIG_DFL)
                 os.kill(os.getpid(), signum)
             stop["signal"] = signum
-            if signum == signal.SIGHUP and self.progress_bar is not None:
-                self.progress_bar.disable = True  # its terminal is gone
+            if signum == signal.SIGHUP and self.console.progress_bar is not None:
+                self.console.progress_bar.disable = True  # its terminal is gone
 
         previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-        self.progress_bar = make_progress_bar(self.settings.nepoch * len(self.X_train), sys.stderr)
+        callback_list = self.make_callbacks()
+        self.console.progress_bar = callbacks.make_progress_bar(self.settings.nepoch * self.examples_per_epoch, sys.stderr)
         self.say("Training (Ctrl-C, SIGTERM or closing the terminal saves the model and stops; RESUME=<model file> continues)")
         deadline = time.monotonic() + self.settings.time_limit if self.settings.time_limit else None
         out_of_time = lambda: deadline is not None and time.monotonic() > deadline
         try:
             try:
-                self.state, completed = train(
-                    self.train_step, self.X_train, self.Y_train, epochs=self.settings.nepoch,
-                    batch_size=self.settings.batch_size, report_every=self.settings.print_every, seed=self.settings.seed,
-                    state=self.state, learning_rate=self.settings.learning_rate, callbacks=[self._remember, self.on_report],
-                    should_stop=lambda: stop["signal"] is not None or out_of_time(),
-                    bucket_width=self.bucket_width,
-                )
+                self.state, completed = self.run_loop(callback_list, lambda: stop["signal"] is not None or out_of_time())
             except Diverged as exc:
                 print(f"train.py: error: {exc}. {self._last_good().capitalize()}.", file=sys.stderr, flush=True)
                 return 3
-            if self.progress_bar is not None:
-                self.progress_bar.close()
-                self.progress_bar = None
+            if self.console.progress_bar is not None:
+                self.console.progress_bar.close()
+                self.console.progress_bar = None
             # Signals stay handled until the end, so a late Ctrl-C cannot cut the final save short.
             return self.finish(completed, stop["signal"])
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            if self.progress_bar is not None:
-                self.progress_bar.close()
-
-    def _last_good(self) -> str:
-        """Which file holds this run's last model with finite losses, for messages."""
-        last = self.saved_path or self.settings.resume
-        return f"the last good model is {last}" if last else "this run saved no model"
+            if self.console.progress_bar is not None:
+                self.console.progress_bar.close()
 
     def finish(self, completed: bool, signum) -> int:
         """Save, report, and give the exit status (0, 3 for a model whose loss is not finite,
         or 128 + the signal that stopped the run)."""
-        if self.unusable_loss is not None:
-            print(f"train.py: error: training diverged: the per-word loss became {self.unusable_loss:f}; lower "
+        if self.reporter.unusable_loss is not None:
+            print(f"train.py: error: training diverged: the per-word loss became {self.reporter.unusable_loss:f}; lower "
                   f"LEARNING_RATE or set GRAD_CLIP. The model is not saved: {self._last_good()}.", file=sys.stderr, flush=True)
             return 3
         written = self.save()
-        if self.X_valid:
-            loss = self.per_word_loss(self.X_valid, self.Y_valid)
-            self.say(f"Final validation loss: {loss:f} (perplexity {np.exp(loss):.1f})")
+        tokens = self.settings.tokens
+        if self._has_data(self.validation):
+            loss = self.validation_loss()
+            self.say(f"Final validation loss: {loss:f} ({callbacks.loss_figures(loss, tokens)})")
+        if self.held_out is not None:
+            loss = self.per_token_loss(self.held_out)
+            self.say(f"Final held-out loss (VALIDATION_FRACTION): {loss:f} ({callbacks.loss_figures(loss, tokens)})")
         if completed:
-            self.say(f"Training done: {self.state.epoch} epochs, {self.state.examples_seen} examples. Saved model to {written}")
-            return 0
-        if signum is None:
-            self.say(f"Time limit of {self.settings.time_limit:g} s reached after {self.state.examples_seen} examples. Saved model to {written}",
-                     f"Continue with: RESUME={written} python scripts/train.py")
-            return 0
-        self.say(f"Stopped by {signal.Signals(signum).name}; saved model to {written}", f"Resume with: RESUME={written} python scripts/train.py")
-        return 128 + signum
+            lines = [f"Training done: {self.state.epoch} epochs, {self.state.examples_seen} examples. Saved model to {written}"]
+            status = 0
+        elif signum is None:
+            lines = [f"Time limit of {self.settings.time_limit:g} s reached after {self.state.examples_seen} examples. Saved model to {written}",
+                     f"Continue with: RESUME={written} python scripts/train.py"]
+            status = 0
+        else:
+            lines = [f"Stopped by {signal.Signals(signum).name}; saved model to {written}", f"Resume with: RESUME={written} python scripts/train.py"]
+            status = 128 + signum
+        self.say(*lines)
+        if self.test is not None and status == 0:
+            loss = self.per_token_loss(self.test)
+            self.say(f"Test loss: {loss:f} ({callbacks.loss_figures(loss, tokens)})")
+        return status
 
     def _remember(self, report):
         self.state = report.state
@@ -474,7 +499,10 @@ def build_within_memory(run: Run) -> None:
     from symrnn.batching import bucket_length
 
     s = run.settings
-    max_length = bucket_length(max(len(x) for x in run.X_train + run.X_valid), run.bucket_width)
+    if s.sequence == "stream":
+        max_length = s.seq_length
+    else:
+        max_length = bucket_length(max(len(x) for x in run.X_train + run.X_valid), run.bucket_width)
     needed = training_memory_bytes(len(run.vocabulary), s.embedding_dim, s.hidden_dim, s.num_layers, s.cell, s.batch_size,
                                    max_length, optimizer=s.optimizer, dtype=s.floatx)
     available = available_memory_bytes()

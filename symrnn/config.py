@@ -53,15 +53,21 @@ def _fraction(value):
 
 
 def _choice(*options):
-    return lambda value: None if value in options else "must be one of " + ", ".join(options)
+    return lambda value: None if value in options else "must be one of " + ", ".join(map(str, options))
 
 
 def _truncate(value):
     return None if value == -1 or value >= 1 else "must be -1 (full backpropagation) or a positive number of steps"
 
 
-def _setting(default, help: str, check: Callable | None = None, kind: type | None = None):
-    return field(default=default, metadata={"help": help, "check": check, "kind": kind})
+def _setting(default, help: str, check: Callable | None = None, resumable: bool = False):
+    """A settings field: its default, its help line, its check and whether a resumed run may change it.
+
+    ``resumable`` settings change how a run goes on (how long, where it
+    writes, how it reports), never what it computes, so a resumed run takes
+    them from the environment; every other setting comes from the checkpoint.
+    """
+    return field(default=default, metadata={"help": help, "check": check, "resumable": resumable})
 
 
 @dataclass(frozen=True)
@@ -72,10 +78,10 @@ class Settings:
     vocabulary_size: int = _setting(2000, "words kept, including <MASK/> and UNKNOWN_TOKEN", _at_least(4))
     embedding_dim: int = _setting(48, "word vector size (really used, unlike the tutorial)", _positive)
     hidden_dim: int = _setting(128, "state size of each recurrent layer", _positive)
-    nepoch: int = _setting(20, "passes over the training sentences", _positive)
-    model_output_file: str = _setting("", "checkpoint path (default GRU-<date-time>-<vocab>-<emb>-<hidden>-<random>.npz, a new name for each run; a resumed run writes to its RESUME file)", kind=str)
-    input_data_file: str = _setting("", f"corpus: a CSV like the tutorial's, a text file or a folder (default {DEFAULT_INPUT_DATA_FILE}, else the embedded corpus)", kind=str)
-    print_every: int = _setting(25000, "examples between progress reports, samples and checkpoints", _positive)
+    nepoch: int = _setting(20, "passes over the training sentences", _positive, resumable=True)
+    model_output_file: str = _setting("", "checkpoint path (default GRU-<date-time>-<vocab>-<emb>-<hidden>-<random>.npz, a new name for each run; a resumed run writes to its RESUME file)", resumable=True)
+    input_data_file: str = _setting("", f"corpus: a CSV like the tutorial's, a text file or a folder (default {DEFAULT_INPUT_DATA_FILE}, else the embedded corpus)", resumable=True)
+    print_every: int = _setting(25000, "examples between progress reports, samples and checkpoints", _positive, resumable=True)
     seed: int = _setting(10, "seed of parameters, shuffling, dropout and sampling", _non_negative)
     batch_size: int = _setting(16, "sentences per step (1 = the tutorial's per-sentence steps)", _positive)
     floatx: str = _setting("float32", "float32 or float64", _choice("float32", "float64"))
@@ -91,18 +97,23 @@ class Settings:
     bptt_truncate: int = _setting(-1, "steps of backpropagation through time (-1: all)", _truncate)
     validation_fraction: float = _setting(0.0, "share of sentences held out for validation", _fraction)
     min_sent_characters: int = _setting(0, "drop shorter sentences", _non_negative)
-    tokens: str = _setting("word", "word or char (character-level model)", _choice("word", "char"))
+    tokens: str = _setting("word", "word (NLTK, the tutorial's), char (every character) or whitespace (pre-tokenised text split on spaces, a newline as <eos>)", _choice("word", "char", "whitespace"))
     max_sentences: int = _setting(0, "use only the first N sentences (0: all)", _non_negative)
-    num_samples: int = _setting(10, "sentences generated at each report", _non_negative)
-    temperature: float = _setting(1.0, "sampling temperature (0: greedy)", _non_negative)
-    device: str = _setting("cpu", "cpu or gpu (gpu runs PyTensor's JAX backend)", _choice("cpu", "gpu"))
-    backend: str = _setting("auto", "auto, c (the C VM linker + fused ops; cpu is the same), numba or jax", _choice("auto", "c", "cpu", "numba", "jax"))
+    num_samples: int = _setting(10, "sentences generated at each report", _non_negative, resumable=True)
+    temperature: float = _setting(1.0, "sampling temperature (0: greedy)", _non_negative, resumable=True)
+    device: str = _setting("cpu", "cpu or gpu (gpu runs PyTensor's JAX backend)", _choice("cpu", "gpu"), resumable=True)
+    backend: str = _setting("auto", "auto, c (the C VM linker + fused ops; cpu is the same), numba or jax", _choice("auto", "c", "cpu", "numba", "jax"), resumable=True)
     bucket_width: int = _setting(0, "pad batch lengths to a multiple of this (0: no padding; the JAX backend uses 16)", _non_negative)
-    blas_threads: int = _setting(0, "threads for matrix products (0: the BLAS default, all cores; 1 is far faster while other processes keep the cores busy)", _non_negative)
-    time_limit: float = _setting(0.0, "stop training after this many seconds, saving the model (0: no limit)", _non_negative)
-    resume: str = _setting("", "checkpoint to resume from", kind=str)
-    cache_dir: str = _setting("", "folder for tokenised corpora, so a second start skips tokenising (default ~/.cache/symrnn; off: no cache)", kind=str)
-    max_data_mb: int = _setting(2048, "largest data read, in MiB (a folder's files together); raise it for a larger corpus", _positive)
+    blas_threads: int = _setting(0, "threads for matrix products (0: the BLAS default, all cores; 1 is far faster while other processes keep the cores busy)", _non_negative, resumable=True)
+    time_limit: float = _setting(0.0, "stop training after this many seconds, saving the model (0: no limit)", _non_negative, resumable=True)
+    resume: str = _setting("", "checkpoint to resume from", resumable=True)
+    cache_dir: str = _setting("", "folder for tokenised corpora, so a second start skips tokenising (default ~/.cache/symrnn; off: no cache)", resumable=True)
+    sequence: str = _setting("sentence", "sentence (one sentence per sequence from a zero state, the tutorial's) or stream (the text as one stream in BATCH_SIZE parallel streams, windows of SEQ_LENGTH tokens, state carried between windows: char-rnn's)", _choice("sentence", "stream"))
+    seq_length: int = _setting(50, "tokens per training window in stream mode (truncated backpropagation at window edges)", _positive)
+    validation_file: str = _setting("", "a separate validation text, read with the training vocabulary (besides VALIDATION_FRACTION)", resumable=True)
+    test_file: str = _setting("", "a test text evaluated at the end of the run (Test loss: line)", resumable=True)
+    tie_weights: int = _setting(0, "1: the output matrix is the embedding's transpose, one parameter (needs EMBEDDING_DIM == HIDDEN_DIM)", _choice(0, 1))
+    max_data_mb: int = _setting(2048, "largest data read, in MiB (a folder's files together); raise it for a larger corpus", _positive, resumable=True)
 
     # ------------------------------------------------------------------
     @classmethod
@@ -142,6 +153,16 @@ class Settings:
             problem = check(value) if check else None
             if problem:
                 raise ConfigError(f"{f.name.upper()}={value!r}: {problem}")
+        if self.tie_weights and self.embedding_dim != self.hidden_dim:
+            raise ConfigError(
+                f"TIE_WEIGHTS=1 needs EMBEDDING_DIM equal to HIDDEN_DIM (EMBEDDING_DIM={self.embedding_dim}, "
+                f"HIDDEN_DIM={self.hidden_dim}): set them equal or TIE_WEIGHTS=0"
+            )
+
+    @classmethod
+    def resumable_names(cls) -> tuple[str, ...]:
+        """The settings a resumed run takes from the environment (declared ``resumable`` on the field)."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.metadata["resumable"])
 
     @property
     def backend_name(self) -> str:

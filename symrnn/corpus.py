@@ -10,6 +10,8 @@
 
 :func:`load_sentences` runs stages 1 and 2 (what a caller with a vocabulary of
 its own, such as a saved model's, needs); :func:`load_corpus` runs all four.
+:func:`load_token_stream` is stage 1 and 2 for continuous text
+(``SEQUENCE=stream``): the whole text as one token list.
 """
 
 from __future__ import annotations
@@ -17,17 +19,18 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from symrnn.default_corpus import DEFAULT_CORPUS_NAME, default_corpus_documents
 from symrnn.errors import DataError
-from symrnn.reading import DEFAULT_MAX_DATA_BYTES, read_documents
+from symrnn.reading import DEFAULT_MAX_DATA_BYTES, read_documents, read_text_file
 from symrnn.token_cache import tokenize_with_cache
-from symrnn.tokenize import check_tokenizing_options, tokenize_corpus
+from symrnn.tokenize import check_tokenizing_options, sentence_stream_tokens, text_stream_tokens, tokenize_corpus
 from symrnn.vocab import Vocabulary, check_vocabulary_size, sentences_to_pairs
 
-__all__ = ["Corpus", "load_corpus", "load_sentences"]
+__all__ = ["Corpus", "load_corpus", "load_sentences", "load_token_stream", "read_stream_text"]
 
 
 @functools.lru_cache(maxsize=4)
@@ -51,9 +54,9 @@ def load_sentences(
         Data file or folder (see :func:`symrnn.reading.read_documents`); None
         uses the embedded default corpus, whose sentences are kept in the
         process once tokenised.
-    tokens : {"word", "char"}, optional
-        Word tokens (one list per kept sentence) or character tokens (one
-        per document).
+    tokens : {"word", "char", "whitespace"}, optional
+        Word tokens (one list per kept sentence), character or whitespace
+        tokens (one list per document).
     min_sent_characters : int, optional
         Minimum sentence length in characters (word tokens only; default 0).
     cache_dir : str or os.PathLike or None, optional
@@ -91,6 +94,68 @@ def load_sentences(
             f" give more text"
         )
     return sentences
+
+
+def read_stream_text(path: str | os.PathLike | None, max_data_bytes: int | None = DEFAULT_MAX_DATA_BYTES) -> str:
+    """The text of a corpus as one string, for stream training.
+
+    A plain text file is taken whole, as it is (blank lines, indentation and
+    newlines kept); a CSV file's bodies, a folder's documents and the embedded
+    corpus's documents are joined by newlines, with a final newline.
+
+    Raises
+    ------
+    DataError
+        As :func:`symrnn.reading.read_documents`.
+    """
+    if path is None:
+        return "\n".join(default_corpus_documents()) + "\n"
+    file = Path(path)
+    if file.exists() and not file.is_dir() and file.suffix.lower() != ".csv":
+        return read_text_file(file, "text file", max_data_bytes)
+    return "\n".join(read_documents(path, max_data_bytes)) + "\n"
+
+
+def load_token_stream(
+    path: str | os.PathLike | None = None,
+    tokens: str = "char",
+    min_sent_characters: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+    max_data_bytes: int | None = DEFAULT_MAX_DATA_BYTES,
+) -> list[str]:
+    """Read a corpus as one stream of tokens (stages 1 and 2 for ``SEQUENCE=stream``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike or None, optional
+        Data file or folder; None: the embedded default corpus.
+    tokens : {"char", "word", "whitespace"}, optional
+        ``"char"``: every character of :func:`read_stream_text`, newlines
+        included; ``"whitespace"``: its whitespace-separated tokens, a newline
+        as ``<eos>`` (:func:`symrnn.tokenize.text_stream_tokens`);
+        ``"word"``: the tutorial's sentences (:func:`load_sentences`), each
+        one's words followed by ``SENTENCE_END``.
+    min_sent_characters, cache_dir, max_data_bytes
+        As for :func:`load_sentences` (``min_sent_characters`` and the cache
+        serve word tokens only).
+
+    Returns
+    -------
+    list of str, at least one token
+
+    Raises
+    ------
+    DataError
+        If an option is invalid, the data cannot be read or holds no token.
+    """
+    min_chars = check_tokenizing_options(tokens, min_sent_characters)
+    if tokens == "word":
+        stream = sentence_stream_tokens(load_sentences(path, "word", min_chars, cache_dir, max_data_bytes))
+    else:
+        stream = text_stream_tokens(read_stream_text(path, max_data_bytes), tokens)
+    if not stream:
+        raise DataError(f"{DEFAULT_CORPUS_NAME if path is None else os.fspath(path)} holds no token: give more text")
+    return stream
 
 
 @dataclass

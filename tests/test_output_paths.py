@@ -213,8 +213,8 @@ def test_a_loss_curve_that_cannot_be_written_during_the_run_is_one_warning_and_t
     pytest.importorskip("matplotlib", reason="the loss curve needs the optional matplotlib")
     run = train_script.Run(Settings(input_data_file=str(folder / "corpus.txt"), model_output_file=str(folder / "m.npz")), {})
     Path(run.plot_path).mkdir()  # appears after the start-up check
-    run.write_plot([[100, 5.0, None], [200, 4.0, None]], title="m.npz")
-    run.write_plot([[100, 5.0, None], [200, 4.0, None], [300, 3.5, None]], title="m.npz")
+    run.loss_curve.write([[100, 5.0, None], [200, 4.0, None]], title="m.npz")
+    run.loss_curve.write([[100, 5.0, None], [200, 4.0, None], [300, 3.5, None]], title="m.npz")
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "warning" in lines[0] and "loss curve" in lines[0] and "goes on" in lines[0]
     assert Path(run.plot_path).is_dir() and not any(Path(run.plot_path).iterdir())

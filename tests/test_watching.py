@@ -10,7 +10,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-import train as train_script  # noqa: E402  (scripts/train.py)
+import train_callbacks  # noqa: E402  (scripts/train_callbacks.py)
 
 
 class FakeTerminal(io.StringIO):
@@ -19,12 +19,12 @@ class FakeTerminal(io.StringIO):
 
 
 def test_the_progress_bar_is_off_when_output_is_not_a_terminal():
-    assert train_script.make_progress_bar(100, io.StringIO()) is None
+    assert train_callbacks.make_progress_bar(100, io.StringIO()) is None
 
 
 def test_the_progress_bar_shows_examples_rate_and_eta_on_a_terminal():
     stream = FakeTerminal()
-    bar = train_script.make_progress_bar(100, stream)
+    bar = train_callbacks.make_progress_bar(100, stream)
     assert bar is not None
     bar.n = 40
     bar.set_postfix(loss="3.210", tokens_s="1234")
