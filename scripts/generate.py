@@ -23,8 +23,8 @@ except ImportError:  # run as a file: python scripts/generate.py
 import numpy as np
 
 from symrnn.errors import CheckpointError, ConfigError
-from symrnn.sampling import LINE_END_TOKENS, detokenize, generate, generate_text
-from symrnn.tokenize import tokenize_words
+from symrnn.sampling import LINE_END_TOKENS, detokenize, generate, generate_text, stream_start_id
+from symrnn.tokenize import text_stream_tokens, tokenize_words
 from symrnn.vocab import UNKNOWN_TOKEN
 
 #: Generated tokens written to stdout at a time (and at every line end).
@@ -79,23 +79,10 @@ def parse_arguments(argv):
 
 
 def prime_tokens(text: str, kind: str) -> list[str]:
-    """The prime (or prompt) as tokens of the model's TOKENS setting (``kind``)."""
-    if kind == "char":
-        return list(text)
-    if kind == "whitespace":
-        return whitespace_tokens(text)
+    """The prime (or prompt) as tokens of the model's TOKENS setting (``kind``), as training read its text."""
+    if kind in ("char", "whitespace"):
+        return text_stream_tokens(text, kind)
     return tokenize_words(text.lower()) if text else []
-
-
-def whitespace_tokens(text: str) -> list[str]:
-    """``TOKENS=whitespace`` tokens of a prime: split on spaces, ``<eos>`` for each line end."""
-    lines = text.split("\n")
-    tokens = []
-    for number, line in enumerate(lines):
-        tokens.extend(line.split())
-        if number + 1 < len(lines):
-            tokens.append("<eos>")
-    return tokens
 
 
 def encode_prime(text: str, kind: str, vocabulary) -> list[int]:
@@ -166,10 +153,12 @@ def print_text(args, model, vocabulary, checkpoint, kind) -> int:
     states = training_end_states(checkpoint, model) if args.from_training_state else model.initial_state_values(1)
     prime = encode_prime(args.prompt, kind, vocabulary)
     stream = checkpoint.settings.get("sequence") == "stream"
-    # A sentence model reads SENTENCE_START first, as every sentence it learned began; so does
-    # a stream model given no prime (it needs an input to predict from).
-    if not stream or not prime:
+    # A sentence model reads SENTENCE_START first, as every sentence it learned began; a stream
+    # model given no prime reads what ends a line of its text (it needs an input to predict from).
+    if not stream:
         prime = [vocabulary.start_index, *prime]
+    elif not prime:
+        prime = [stream_start_id(vocabulary, kind)]
     step = model.compile_step()
     print(f"generate.py: generating {args.length} tokens from {args.model_file} ...", file=sys.stderr, flush=True)
     sys.stdout.write(args.prompt)

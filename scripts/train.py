@@ -40,7 +40,7 @@ from symrnn.memory import available_memory_bytes, format_bytes, training_memory_
 from symrnn.metrics import write_metrics
 from symrnn.paths import check_output_path
 from symrnn.plotting import plot_available, write_loss_curve
-from symrnn.sampling import generate
+from symrnn.sampling import detokenize, generate, generate_text, stream_start_id
 from symrnn.streams import count_windows, hold_out_tail, parallel_streams
 from symrnn.training import Diverged, TrainingState, evaluate, evaluate_streams, train, train_streams
 from symrnn.vocab import Vocabulary, sentences_to_pairs, unknown_share, unknown_share_warning
@@ -363,8 +363,18 @@ class Run:
         return self.per_token_loss(self.validation) if self._has_data(self.validation) else None
 
     def sample(self, n: int, rng) -> list[str]:
+        """``n`` generated sentences; for a stream model one continuous text of ``n`` lines' worth."""
         v = self.vocabulary
         chars = self.settings.tokens == "char"
+        if self.streaming:
+            if n == 0:
+                return []
+            ids = generate_text(
+                self.step_fn, self.model.initial_state_values(1), [stream_start_id(v, self.settings.tokens)],
+                n * (60 if chars else 12), rng, temperature=self.settings.temperature,
+                banned_ids=[v.mask_index, v.unknown_index, v.start_index],
+            )
+            return [detokenize(v.decode(ids), self.settings.tokens)]
         result = generate(
             self.step_fn, self.model.initial_state_values, n, v.start_index, v.end_index, rng,
             temperature=self.settings.temperature, reject_ids=[v.unknown_index, v.mask_index, v.start_index],

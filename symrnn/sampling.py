@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from symrnn.errors import ConfigError
-from symrnn.vocab import SENTENCE_END
+from symrnn.vocab import END_OF_LINE, SENTENCE_END
 
 __all__ = ["GenerationResult", "LINE_END_TOKENS", "TEXT_KINDS", "detokenize", "generate", "generate_text", "sample_tokens"]
 
@@ -293,9 +293,30 @@ def generate_text(
     return generated
 
 
+def stream_start_id(vocabulary, kind: str) -> int:
+    """The token a stream model reads first when it is given no prime.
+
+    What ends a line in its kind of text, which the model has read and learnt
+    to continue from: a newline for characters, ``END_OF_LINE`` for
+    whitespace tokens, ``SENTENCE_END`` for word streams; ``SENTENCE_START``
+    where that token is not in the vocabulary.
+
+    Parameters
+    ----------
+    vocabulary : symrnn.vocab.Vocabulary
+    kind : {"word", "char", "whitespace"}
+
+    Returns
+    -------
+    int
+    """
+    token = {"char": "\n", "whitespace": END_OF_LINE}.get(kind, SENTENCE_END)
+    return vocabulary.word_to_index.get(token, vocabulary.start_index)
+
+
 #: Tokens that end a line of generated text: :func:`detokenize` writes them
-#: as a newline. ``<eos>`` is the end of a line of ``TOKENS=whitespace``.
-LINE_END_TOKENS = frozenset({SENTENCE_END, "<eos>"})
+#: as a newline. ``END_OF_LINE`` (``<eos>``) ends a line of ``TOKENS=whitespace``.
+LINE_END_TOKENS = frozenset({SENTENCE_END, END_OF_LINE})
 
 #: Kinds of tokens :func:`detokenize` joins (the TOKENS setting).
 TEXT_KINDS = ("word", "char", "whitespace")

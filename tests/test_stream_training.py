@@ -28,10 +28,22 @@ def stream_run(tmp_path_factory):
     write_corpus(folder / "test.txt", n=40, seed=9)
     env = base_env(folder, **STREAM, TIE_WEIGHTS=1, NEPOCH=1, PRINT_EVERY=200, VALIDATION_FRACTION=0.05,
                    TEST_FILE=folder / "test.txt", MODEL_OUTPUT_FILE=folder / "m.npz")
-    trained = run_train(env, folder)
+    trained = run_train({**env, "NUM_SAMPLES": "2"}, folder)
     evaluated = subprocess.run([sys.executable, EVALUATE, str(folder / "m.npz"), "--data", str(folder / "test.txt")],
                                cwd=folder, capture_output=True, text=True, timeout=300)
     return folder, trained, evaluated
+
+
+def test_a_stream_runs_reports_show_one_continuous_sample_and_generate_continues_text_without_a_prime(stream_run):
+    folder, trained, _ = stream_run
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    report = trained.stdout.split("Loss: ")[1]
+    sample = report.split("\n", 2)[2].split("Saved model to")[0]
+    assert len(sample.rstrip("\n")) >= 60 and "SENTENCE" not in sample  # 2 x 60 characters, the markers never drawn
+    generated = subprocess.run([sys.executable, str(REPO / "scripts" / "generate.py"), str(folder / "m.npz"),
+                                "--length", "80", "--seed", "3"], cwd=folder, capture_output=True, text=True, timeout=300)
+    assert generated.returncode == 0, generated.stderr
+    assert len(generated.stdout.rstrip("\n")) >= 40 and "SENTENCE" not in generated.stdout
 
 
 def test_a_stream_run_with_a_test_file_ends_with_the_test_loss_in_nats_perplexity_and_bits(stream_run):

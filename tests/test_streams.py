@@ -12,7 +12,8 @@ from symrnn.corpus import load_token_stream
 from symrnn.errors import DataError
 from symrnn.metrics import METRICS_COLUMNS, write_metrics
 from symrnn.streams import count_windows, hold_out_tail, parallel_streams, stream_windows
-from symrnn.tokenize import END_OF_LINE, sentence_stream_tokens, text_stream_tokens, tokenize_whitespace
+from symrnn.tokenize import sentence_stream_tokens, text_stream_tokens, tokenize_whitespace
+from symrnn.vocab import END_OF_LINE
 from symrnn.vocab import SENTENCE_END, SENTENCE_START, Vocabulary
 
 
