@@ -64,6 +64,9 @@ def add_model_arguments(parser, data_help: str) -> None:
     parser.add_argument("--vocabulary-size", type=int, default=None,
                         help="vocabulary size to rebuild for a tutorial-layout file (default: its word count)")
     parser.add_argument("--blas-threads", type=int, default=0, help="threads for matrix products (default 0: the BLAS default)")
+    default_max_mb = DEFAULT_MAX_DATA_BYTES // 2**20
+    parser.add_argument("--max-data-mb", type=int, default=default_max_mb,
+                        help=f"largest data read, in MiB (default {default_max_mb}, as train.py's MAX_DATA_MB)")
 
 
 def open_model(args):
@@ -72,10 +75,13 @@ def open_model(args):
 
     if args.blas_threads < 0:
         raise ConfigError("--blas-threads must be 0 or more")
+    if args.max_data_mb <= 0:
+        raise ConfigError("--max-data-mb must be greater than 0")
     if args.vocabulary_size is not None and args.vocabulary_size < 4:
         raise ConfigError("--vocabulary-size must be at least 4")
     configure_process(blas_threads=args.blas_threads)
-    return load_model(args.model_file, data=args.data, vocabulary_size=args.vocabulary_size)
+    return load_model(args.model_file, data=args.data, vocabulary_size=args.vocabulary_size,
+                      max_data_bytes=args.max_data_mb * 2**20)
 
 
 def load_model(path: str, data: str | None = None, vocabulary_size: int | None = None,

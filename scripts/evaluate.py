@@ -27,7 +27,7 @@ import math
 import numpy as np
 
 from symrnn.batching import split_train_validation
-from symrnn.config import DEFAULT_INPUT_DATA_FILE, Settings
+from symrnn.config import DEFAULT_INPUT_DATA_FILE
 from symrnn.errors import ConfigError
 from symrnn.corpus import load_sentences, load_token_stream
 from symrnn.default_corpus import DEFAULT_CORPUS_NAME
@@ -42,14 +42,9 @@ def parse_arguments(argv):
     parser.add_argument("--batch-size", type=int, default=None,
                         help="sentences per evaluation batch (default 64); for a stream model, parallel streams "
                         "(default its BATCH_SIZE)")
-    default_max_mb = Settings.__dataclass_fields__["max_data_mb"].default
-    parser.add_argument("--max-data-mb", type=int, default=default_max_mb,
-                        help=f"largest data read, in MiB (default {default_max_mb}, as train.py's MAX_DATA_MB)")
     args = parser.parse_args(argv)
     if args.batch_size is not None and args.batch_size <= 0:
         raise ConfigError("--batch-size must be greater than 0")
-    if args.max_data_mb <= 0:
-        raise ConfigError("--max-data-mb must be greater than 0")
     return args
 
 

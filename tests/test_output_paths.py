@@ -298,6 +298,7 @@ def test_settings_given_again_on_resume_that_the_checkpoint_overrides_are_named(
     (["--min-length", "-1"], "--min-length must be 0 or more"),
     (["--num", "-2"], "--num"),
     (["--temperature", "-1"], "--temperature"),
+    (["--max-data-mb", "0"], "--max-data-mb"),
     (["--temperature", "nan"], "finite"),
     (["--temperature", "inf"], "finite"),
 ])
@@ -394,3 +395,17 @@ def test_closing_the_terminal_saves_the_model_like_sigterm(folder):
     assert process.returncode == 128 + signal.SIGHUP, output
     assert "Stopped by SIGHUP" in output and "Resume with: RESUME=" in output
     assert load_checkpoint(str(folder / "m.npz")).layout == "symrnn"
+
+
+def test_generate_reads_a_tutorial_files_corpus_within_max_data_mb(tmp_path):
+    from symrnn.legacy import save_tutorial_model
+
+    rng = np.random.default_rng(0)
+    V, H = 30, 4
+    save_tutorial_model(str(tmp_path / "tutorial.npz"), rng.normal(size=(H, V)), rng.normal(size=(6, H, H)),
+                        rng.normal(size=(6, H, H)), rng.normal(size=(V, H)), np.zeros((6, H)), np.zeros(V))
+    (tmp_path / "big.txt").write_text("a few words of text. " * 60000, encoding="utf-8")  # 1.2 MB
+    result = subprocess.run(command(GENERATE, str(tmp_path / "tutorial.npz"), "--data", str(tmp_path / "big.txt"),
+                                    "--vocabulary-size", str(V), "--max-data-mb", "1"),
+                            capture_output=True, text=True, timeout=120)
+    assert_one_line_error(result, "--max-data-mb")
