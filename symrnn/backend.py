@@ -3,9 +3,11 @@
 The one module of symrnn that knows linkers, JAX and devices.
 
 ``"c"`` (default)
-    PyTensor's C virtual machine (``cvm`` linker, ``fast_run`` rewrites). With the
-    fused recurrent and loss Ops (:mod:`symrnn.ops`) this was the fastest on
-    CPU in ``scripts/benchmark.py``.
+    PyTensor's C virtual machine (``cvm`` loop, ``fast_run`` rewrites) with C
+    code for the elementwise loops and reductions only
+    (:class:`ElementwiseCLinker`); every other Op runs its Python ``perform``.
+    With the fused recurrent and loss Ops (:mod:`symrnn.ops`) this was the
+    fastest on CPU in ``scripts/benchmark.py``.
 ``"numba"``
     PyTensor's Numba backend (its default mode in version 3).
 ``"jax"``
@@ -19,16 +21,19 @@ The one module of symrnn that knows linkers, JAX and devices.
 
 from __future__ import annotations
 
+import copy
 from typing import Callable, Iterable
 
 import numpy as np
 import pytensor.tensor as pt
 from pytensor.compile.mode import Mode, get_mode
 from pytensor.graph.rewriting.basic import in2out, node_rewriter
-from pytensor.tensor.elemwise import CAReduce
+from pytensor.link.c.op import COp
+from pytensor.link.vm import VMLinker
+from pytensor.tensor.elemwise import CAReduce, Elemwise
 
 __all__ = [
-    "BACKENDS", "PerShapeFunction", "compile_mode", "compile_per_shape", "keep_values_on_device",
+    "BACKENDS", "ElementwiseCLinker", "PerShapeFunction", "compile_mode", "compile_per_shape", "keep_values_on_device",
     "needs_static_shapes", "uses_fused_ops", "with_states_on_device",
 ]
 
@@ -63,6 +68,42 @@ def _reduce_in_accumulator_dtype(fgraph, node):
 _JAX_REWRITES = ((in2out(_reduce_in_accumulator_dtype, name="symrnn_reduce_in_accumulator_dtype"), 120),)
 
 
+def _python_thunk_op(op: COp) -> COp:
+    """A copy of ``op`` whose thunks are always its Python ``perform``."""
+    python_op = copy.copy(op)
+    make_thunk = type(op).make_thunk
+
+    def make_python_thunk(node, storage_map, compute_map, no_recycling, impl=None):
+        return make_thunk(python_op, node, storage_map, compute_map, no_recycling, impl="py")
+
+    python_op.make_thunk = make_python_thunk
+    return python_op
+
+
+class ElementwiseCLinker(VMLinker):
+    """PyTensor's C virtual machine with C code only for elementwise loops and reductions.
+
+    Each distinct C Op is one C module that gcc compiles (about 0.4 s) the
+    first time a process meets it with an empty compile directory: the
+    training step held 26. The C code pays off only where an Op loops over
+    many values (``Elemwise``, fused ``Composite`` updates, ``CAReduce``
+    sums); the shape, view, indexing and join Ops run as fast in Python next
+    to symrnn's own Ops and NumPy's matrix products, so they keep their
+    ``perform``. Only this function's graph is changed: its nodes get
+    private copies of those Ops that never ask for C code.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("use_cloop", True)
+        super().__init__(**kwargs)
+
+    def make_all(self, *args, **kwargs):
+        for node in self.fgraph.apply_nodes:
+            if isinstance(node.op, COp) and not isinstance(node.op, (Elemwise, CAReduce)):
+                node.op = _python_thunk_op(node.op)
+        return super().make_all(*args, **kwargs)
+
+
 def compile_mode(backend: str = "c") -> Mode:
     """The PyTensor ``Mode`` for a backend name.
 
@@ -81,7 +122,7 @@ def compile_mode(backend: str = "c") -> Mode:
         # learning_rate * gradient recomputed the output layer's (H x V)
         # gradient product that the gradient norm also reads: 30 ms a step
         # at batch 64. Without that rewrite the product is computed once.
-        return Mode(linker="cvm", optimizer="fast_run").excluding("local_dot22_to_dot22scalar")
+        return Mode(linker=ElementwiseCLinker(), optimizer="fast_run").excluding("local_dot22_to_dot22scalar")
     if backend == "numba":
         return get_mode("NUMBA")
     try:

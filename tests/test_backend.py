@@ -8,6 +8,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 import pytest
+from pytensor.compile.mode import Mode
 
 from models.language_model import RNNLanguageModel
 from symrnn import backend
@@ -44,6 +45,25 @@ def test_the_fused_gru_and_fused_loss_train_exactly_like_the_plain_scan_graph():
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
     for name in ref_values:
         np.testing.assert_allclose(values[name], ref_values[name], rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_the_c_backend_trains_exactly_like_pytensors_all_c_virtual_machine(cell):
+    all_c = RNNLanguageModel(V, D, H, cell=cell, seed=4)
+    all_c.mode = Mode(linker="cvm", optimizer="fast_run").excluding("local_dot22_to_dot22scalar")
+    ref_losses, ref_values = run_steps(all_c)
+    losses, values = run_steps(RNNLanguageModel(V, D, H, cell=cell, seed=4))
+    np.testing.assert_array_equal(losses, ref_losses)
+    for name in ref_values:
+        np.testing.assert_array_equal(values[name], ref_values[name], err_msg=name)
+
+
+def test_the_c_backend_compiles_c_code_for_elementwise_loops_and_reductions_only():
+    step = RNNLanguageModel(V, D, H, seed=4).compile_train()
+    kinds = {(type(node.op).__name__, hasattr(thunk, "cthunk")) for node, thunk in zip(step.vm.nodes, step.vm.thunks)}
+    with_c = {name for name, is_c in kinds if is_c}
+    assert with_c and with_c <= {"Elemwise", "Sum"}
+    assert {"Reshape", "AdvancedSubtensor1"} <= {name for name, is_c in kinds if not is_c}
 
 
 @pytest.mark.slow  # Numba compiles for about a minute
