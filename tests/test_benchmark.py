@@ -285,3 +285,39 @@ def test_cells_and_peers_default_to_all_and_keep_the_order_given():
     assert (options.cells, options.peers) == (["gru", "lstm", "rnn"], ["eager", "compiled", "native"])
     options = parse_arguments(["--cells", "rnn,gru,rnn", "--peers", "native"])
     assert (options.cells, options.peers) == (["rnn", "gru"], ["native"])
+
+
+# ------------------------------------------------------------ the stream section
+def _tiny_stream_windows():
+    """Five consecutive windows (T 10, B 4) of a seeded stream over 20 symbols, cut by symrnn.streams."""
+    from benchmarks.stream import window_arrays
+    from benchmarks.workload import load_batches
+
+    ids = np.random.default_rng(0).integers(0, 20, size=4 * 60).astype(np.int32)
+    return load_batches(window_arrays(ids, 5, batch=4, seq=10), "stream")
+
+
+def test_stream_training_in_pytorch_has_symrnns_losses_step_by_step_with_states_carried():
+    pytest.importorskip("torch", reason="PyTorch is not installed (pip install .[bench])")
+    from benchmarks.stream import SymrnnStreamSide, TorchStreamSide, initial_values, relative_differences, train_steps
+
+    windows = _tiny_stream_windows()
+    assert all(np.array_equal(a[1][-1], b[0][0]) for a, b in zip(windows, windows[1:]))  # the streams continue
+    values = initial_values(20, 16, 1, seed=3, embedding=8, dtype="float64")
+    symrnn_side = SymrnnStreamSide(values)
+    symrnn_side.compile_train()
+    symrnn = train_steps(symrnn_side, windows)
+    pytorch = train_steps(TorchStreamSide(values), windows)
+    assert len(symrnn["loss"]) == len(pytorch["loss"]) == 5
+    # Norms on both sides of the clipping limit: both branches of the rule are compared.
+    assert min(symrnn["grad_norm"]) < 5.0 < max(symrnn["grad_norm"])
+    assert relative_differences(symrnn["loss"], pytorch["loss"]).max() < 1e-12
+    assert relative_differences(symrnn["grad_norm"], pytorch["grad_norm"]).max() < 1e-12
+    # The comparison sees a side that does not carry the states.
+    forgetful = TorchStreamSide(values)
+    losses = []
+    for window in windows:
+        forgetful.reset_states(4)
+        losses.append(forgetful.train_step(*window)[0])
+    assert losses[0] == pytest.approx(pytorch["loss"][0], rel=1e-12)
+    assert relative_differences(symrnn["loss"], losses).max() > 1e-6
