@@ -30,6 +30,7 @@ import time
 
 import numpy as np
 
+from benchmarks.peers import SymrnnSide, TorchSide, rmsprop_step
 from benchmarks.workload import layer_count
 
 #: torch-rnn's benchmark settings, and the training rule of symrnn's stream tutorial run.
@@ -47,10 +48,11 @@ GRAD_CLIP = 5.0
 CHECK_LAYERS, CHECK_HIDDEN, CHECK_STEPS = 2, 128, 20
 CHECK_RTOL = 1e-4
 
-#: Per configuration: untimed warm-up steps, then timed steps (the figure is their median).
+#: Per configuration: untimed warm-up steps, then timed steps (the figure is their median: on a
+#: shared machine single steps of either side take seconds now and then, when a thread waits for a core).
 STREAM_PLANS = {
-    "full": dict(configs=[(l, h) for l in STREAM_LAYERS for h in STREAM_HIDDEN], warmup=2, steps=3),
-    "quick": dict(configs=[(1, 128), (2, 128), (1, 256)], warmup=1, steps=2),
+    "full": dict(configs=[(l, h) for l in STREAM_LAYERS for h in STREAM_HIDDEN], warmup=2, steps=5),
+    "quick": dict(configs=[(1, 128), (2, 128), (1, 256)], warmup=2, steps=3),
 }
 
 
@@ -128,6 +130,8 @@ class SymrnnStreamSide:
         self.states = [np.asarray(s) if applied else np.zeros_like(s) for s in final]
         return float(loss), float(norm)
 
+    libraries = staticmethod(SymrnnSide.libraries)
+
 
 class TorchStreamSide:
     """``nn.LSTM`` with symrnn's parameters, trained with symrnn's rule; states detached at window edges."""
@@ -153,8 +157,6 @@ class TorchStreamSide:
 
     def train_step(self, x, y, mask):
         """As :meth:`SymrnnStreamSide.train_step` (``mask`` is all ones in a stream window: unused)."""
-        from benchmarks.peers import rmsprop_step
-
         torch = self.torch
         ids, targets = (torch.from_numpy(np.ascontiguousarray(a)).long() for a in (x, y))
         loss, final = self.model.stream_loss(ids, targets, self.states)
@@ -162,6 +164,8 @@ class TorchStreamSide:
                                                        GRAD_CLIP)
         self.states = [s.detach() if applied else torch.zeros_like(s) for s in final]
         return loss_value, norm_value
+
+    libraries = TorchSide.libraries
 
 
 def train_steps(side, windows) -> dict:
