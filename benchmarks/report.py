@@ -183,7 +183,7 @@ def _stream_check_lines(check, cfg):
     """The step-by-step check: both sides' losses per window, their largest relative difference, step times."""
     c = cfg["check"]
     if check is None:
-        return [f"step-by-step check ({c['layers']} x {c['hidden']}): not run (no PyTorch side) or FAILED"]
+        return [f"step-by-step check ({c['layers']} x {c['hidden']}): FAILED to run (see FAILURE)"]
     sym, pt = check["symrnn"], check["pytorch"]
     lines = [
         f"step-by-step check: {c['layers']} layers of {c['hidden']}, the first {check['windows']} windows "
@@ -221,7 +221,10 @@ def format_stream_report(report) -> str:
     ]
     if report.get("torch_note"):
         lines.append(f"note: {report['torch_note']}")
-    lines += _stream_check_lines(report.get("check"), cfg)
+    if "check" in report:
+        lines += _stream_check_lines(report["check"], cfg)
+    else:
+        lines.append("step-by-step check: not run (no PyTorch side)")
     lines += ["", f"ms per training step (forward + backward + update; median of {plan['steps']} after "
                   f"{plan['warmup']} warm-up) and peak memory (ru_maxrss of each child process)"]
     header = ("layers", "hidden", "symrnn ms", "nn.LSTM ms", "nn.LSTM/symrnn (**)", "symrnn MiB", "nn.LSTM MiB",
