@@ -5,6 +5,7 @@
     python scripts/benchmark.py --skip-torch    # symrnn only (ratios n/a)
     python scripts/benchmark.py --cells gru,rnn --peers eager,native
     python scripts/benchmark.py --device gpu    # symrnn on PyTensor's JAX backend vs PyTorch on CUDA
+    python scripts/benchmark.py --stream-only   # only the stream section (see benchmarks.stream)
 
 Two tables. The first: training tokens/s at batch 1 and 64 of every cell
 (``--cells gru,lstm,rnn``, each with symrnn's default gate, hard_sigmoid)
@@ -49,7 +50,12 @@ precision is set to ``highest``, PyTorch's TF32 stays off, its default), every
 timed call waits for the GPU to finish, and the machine rate is CUDA's float32
 matrix product instead of NumPy's.
 
+``--stream`` (or ``--stream-only``) adds a third table, torch-rnn's: char-rnn
+style stream training of an LSTM against ``nn.LSTM``, ms per step and peak
+memory per size, after a step-by-step loss check (:mod:`benchmarks.stream`).
+
 Modules: :mod:`benchmarks.workload` (the model sizes, sentences and batches),
+:mod:`benchmarks.stream` (the stream section's data and sides),
 :mod:`benchmarks.peers` (the sides; every use of symrnn's API),
 :mod:`benchmarks.torch_models` (the PyTorch models), :mod:`benchmarks.workers` (the measurements,
 run in child processes), :mod:`benchmarks.runner` (the parent: children, machine facts)

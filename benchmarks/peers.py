@@ -139,6 +139,41 @@ def numpy_blas():
     return info
 
 
+def rmsprop_step(loss, params, caches, learning_rate, decay, epsilon, grad_clip=None):
+    """Backpropagate ``loss`` and update ``params`` in place exactly as symrnn's training step does.
+
+    symrnn's rule (:func:`symrnn.updates.rmsprop`, the tutorial's):
+    ``cache = decay * cache + (1 - decay) * g**2; p -= lr * g / sqrt(cache + epsilon)``,
+    with ``g`` first scaled by ``min(1, grad_clip / max(norm, 1e-12))`` where
+    ``grad_clip`` is given (:func:`symrnn.updates.clip_by_global_norm`); the
+    update is skipped when the loss or the gradient's global norm is not finite.
+
+    Returns
+    -------
+    loss : float
+    norm : float, the gradient's global norm before clipping
+    applied : bool, whether the parameters were updated
+    """
+    import torch
+
+    loss.backward()
+    with torch.no_grad():
+        grads = [p.grad for p in params]
+        norm = torch.sqrt(sum((g * g).sum() for g in grads))
+        loss_value, norm_value = loss.item(), norm.item()
+        applied = math.isfinite(loss_value) and math.isfinite(norm_value)
+        if applied:
+            if grad_clip:
+                scale = torch.clamp(grad_clip / torch.clamp(norm, min=1e-12), max=1.0)
+                grads = [g * scale for g in grads]
+            for p, g, cache in zip(params, grads, caches):
+                cache.mul_(decay).addcmul_(g, g, value=1.0 - decay)
+                p.addcdiv_(g, cache.add(epsilon).sqrt_(), value=-learning_rate)
+    for p in params:
+        p.grad = None
+    return loss_value, norm_value, applied
+
+
 class TorchSide:
     """A PyTorch peer, trained with the tutorial's RMSprop written as in-place ops.
 
@@ -181,20 +216,9 @@ class TorchSide:
         """Nothing ahead of time (torch.compile compiles at the first training step)."""
 
     def train_step(self, x, y, mask):
-        torch = self.torch
         ids, targets, m = self._tensor(x, long=True), self._tensor(y, long=True), self._tensor(mask)
         loss, _ = self.model.loss(ids, targets, m)
-        loss.backward()
-        with torch.no_grad():
-            grads = [p.grad for p in self.params]
-            norm = torch.sqrt(sum((g * g).sum() for g in grads))
-            loss_value, norm_value = loss.item(), norm.item()
-            if math.isfinite(loss_value) and math.isfinite(norm_value):  # symrnn skips such steps too
-                for p, g, cache in zip(self.params, grads, self.caches):
-                    cache.mul_(DECAY).addcmul_(g, g, value=1.0 - DECAY)
-                    p.addcdiv_(g, cache.add(EPSILON).sqrt_(), value=-LEARNING_RATE)
-        for p in self.params:
-            p.grad = None
+        loss_value, norm_value, _ = rmsprop_step(loss, self.params, self.caches, LEARNING_RATE, DECAY, EPSILON)
         self._sync()
         return loss_value, norm_value
 

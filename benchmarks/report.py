@@ -177,3 +177,70 @@ def format_report(report) -> str:
         lines.append(f"FAILURE: {failure}")
     lines.append(f"benchmark script: {report['script_seconds']:.0f} s wall")
     return "\n".join(lines)
+
+
+def _stream_check_lines(check, cfg):
+    """The step-by-step check: both sides' losses per window, their largest relative difference, step times."""
+    c = cfg["check"]
+    if check is None:
+        return [f"step-by-step check ({c['layers']} x {c['hidden']}): FAILED to run (see FAILURE)"]
+    sym, pt = check["symrnn"], check["pytorch"]
+    lines = [
+        f"step-by-step check: {c['layers']} layers of {c['hidden']}, the first {check['windows']} windows "
+        f"(T={check['window_shape'][0]} B={check['window_shape'][1]}), the same initial values on both sides:",
+    ]
+    header = ("step", "symrnn loss", "nn.LSTM loss", "rel. diff", "symrnn ms", "nn.LSTM ms")
+    rows = [(str(i + 1), f"{a:.4f}", f"{b:.4f}", f"{abs(a - b) / max(abs(a), abs(b)):.1e}",
+             f"{1000 * ta:.0f}", f"{1000 * tb:.0f}")
+            for i, (a, b, ta, tb) in enumerate(zip(sym["loss"], pt["loss"], sym["step_s"], pt["step_s"]))]
+    lines += ["  " + line for line in _table(header, rows)]
+    lines.append(
+        f"  max relative difference: losses {check['max_rel_diff_loss']:.1e}, gradient norms (before clipping) "
+        f"{check['max_rel_diff_grad_norm']:.1e}; {'PASS' if check['passed'] else 'FAIL'} (<= {c['rtol']:g}); "
+        f"ms per step, median of steps 2..{check['windows']}: symrnn {sym['median_step_ms']:.0f}, "
+        f"nn.LSTM {pt['median_step_ms']:.0f}")
+    return lines
+
+
+def format_stream_report(report) -> str:
+    """The stream section: the check and the table of ms per step and peak memory per configuration."""
+    m, cfg = report["machine"], report["config"]
+    plan = cfg["plan"]
+    lines = [
+        f"Stream training (char-rnn style, torch-rnn's benchmark): {cfg['cell'].upper()} with {cfg['gate']} gates, "
+        f"symrnn against PyTorch's nn.LSTM (the same function and parameters)",
+        f"machine: {m['cpu']}, {m['cores']} cores, load average {m['load_start']} at start, {m.get('load_end')} at end"
+        + (f" (1-minute {m['load_1min_range'][0]:.2f} .. {m['load_1min_range'][1]:.2f} before the children)"
+           if m.get("load_1min_range") else ""),
+        f"data: the embedded corpus's {cfg['characters']} characters ({cfg['vocabulary']} symbols) as "
+        f"{cfg['batch']} parallel streams, windows of {cfg['seq_length']}, each layer's final states carried into the "
+        f"next window on both sides",
+        f"model: embedding {cfg['embedding_dim']} (at every size), float32; RMSprop lr {cfg['learning_rate']:g} decay "
+        f"{cfg['decay']:g} eps {cfg['epsilon']:g}, gradient clipped to global norm {cfg['grad_clip']:g}, loss summed "
+        f"over the window; symrnn backend={cfg['backend']}; threads {cfg['threads']}",
+    ]
+    if report.get("torch_note"):
+        lines.append(f"note: {report['torch_note']}")
+    if "check" in report:
+        lines += _stream_check_lines(report["check"], cfg)
+    else:
+        lines.append("step-by-step check: not run (no PyTorch side)")
+    lines += ["", f"ms per training step (forward + backward + update; median of {plan['steps']} after "
+                  f"{plan['warmup']} warm-up) and peak memory (ru_maxrss of each child process)"]
+    header = ("layers", "hidden", "symrnn ms", "nn.LSTM ms", "nn.LSTM/symrnn (**)", "symrnn MiB", "nn.LSTM MiB",
+              "nn.LSTM/symrnn (**)")
+    rows = []
+    for row in report.get("rows", []):
+        s, p = row.get("symrnn") or {}, row.get("pytorch") or {}
+        cells = [str(row["layers"]), str(row["hidden"])]
+        for key, fmt in (("median_step_ms", "{:.0f}"), ("peak_rss_mib", "{:.0f}")):
+            a, b = s.get(key), p.get(key)
+            cells += [_number(a, fmt), _number(b, fmt), _number(b / a if a and b else None, "{:.2f}")]
+        rows.append(cells)
+    lines += _table(header, rows)
+    lines.append("(**) > 1 means symrnn is better (faster, less memory). symrnn's memory includes PyTensor's "
+                 "compilation; a busy machine (see load average) makes every figure noisy.")
+    for failure in report.get("failures", []):
+        lines.append(f"FAILURE: {failure}")
+    lines.append(f"stream section: {report['script_seconds']:.0f} s wall")
+    return "\n".join(lines)

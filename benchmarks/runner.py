@@ -309,6 +309,80 @@ def collect(options) -> tuple[dict, int]:
     return report, (1 if failures else 0)
 
 
+def _machine(options):
+    return {"cpu": _cpu_model(), "cores": os.cpu_count(), "load_start": _loadavg(), "python": platform.python_version(),
+            "pytensor": _version("pytensor"), "numpy": np.__version__, "torch": _version("torch")}
+
+
+def collect_streams(options) -> tuple[dict, int]:
+    """The stream section (:mod:`benchmarks.stream`): the step-by-step check, then ms per step and peak memory.
+
+    For every configuration a symrnn child and then a PyTorch child, each
+    training from the same values over the same windows.
+
+    Returns
+    -------
+    report : dict with ``machine``, ``config``, ``check``, ``rows``, ``runs``, ``failures``, ``script_seconds``
+    status : int, 1 when a child failed or the check did not pass
+    """
+    from benchmarks import stream
+    from symrnn.corpus import read_stream_text
+
+    script_start = time.perf_counter()
+    plan = stream.STREAM_PLANS["quick" if options.quick else "full"]
+    peers, torch_note = _torch_availability(options)
+    ids, alphabet = stream.character_ids(read_stream_text(None))
+    report = {
+        "machine": _machine(options),
+        "config": {
+            "cell": stream.CELL, "gate": stream.GATE, "vocabulary": len(alphabet), "characters": int(ids.size),
+            "embedding_dim": stream.STREAM_EMBEDDING, "batch": stream.STREAM_BATCH, "seq_length": stream.STREAM_SEQ,
+            "learning_rate": stream.LEARNING_RATE, "decay": stream.DECAY, "epsilon": stream.EPSILON,
+            "grad_clip": stream.GRAD_CLIP, "backend": options.backend, "threads": options.threads or "default",
+            "seed": options.seed, "quick": bool(options.quick), "plan": plan,
+            "check": {"layers": stream.CHECK_LAYERS, "hidden": stream.CHECK_HIDDEN, "steps": stream.CHECK_STEPS,
+                      "rtol": stream.CHECK_RTOL},
+        },
+        "torch_note": torch_note,
+    }
+    with tempfile.TemporaryDirectory(prefix="symrnn-stream-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        _progress("stream section: building windows and initial values")
+        data_path = tmp / "windows.npz"
+        np.savez(data_path, **stream.window_arrays(ids, max(stream.CHECK_STEPS, plan["warmup"] + plan["steps"])))
+
+        def values_path(layers, hidden):
+            path = tmp / f"values-{layers}x{hidden}.npz"
+            if not path.exists():
+                values = stream.initial_values(len(alphabet), hidden, layers, options.seed)
+                np.savez(path, **{k.replace("/", "__"): v for k, v in values.items()})
+            return str(path)
+
+        run = Runner(options, tmp, data_path, values_path(stream.CHECK_LAYERS, stream.CHECK_HIDDEN), plan)
+        if peers:
+            _progress("stream section: symrnn and nn.LSTM step by step")
+            report["check"] = run("stream_check", f"stream check {stream.CHECK_LAYERS}x{stream.CHECK_HIDDEN}")
+        rows = []
+        for layers, hidden in plan["configs"]:
+            row = {"layers": layers, "hidden": hidden}
+            for side in ["symrnn"] + (["pytorch"] if peers else []):
+                row[side] = run("stream_train", f"{side} stream {layers}x{hidden}", side=side,
+                                values=values_path(layers, hidden))
+            rows.append(row)
+        report["rows"] = rows
+    report["machine"]["load_end"] = _loadavg()
+    loads = [r["load_before"][0] for r in run.log if r["load_before"]]
+    report["machine"]["load_1min_range"] = [min(loads), max(loads)] if loads else None
+    report["runs"] = run.log
+    failures = list(run.failures)
+    check = report.get("check")
+    if check and not check["passed"]:
+        failures.append(f"stream check failed: losses differ by {check['max_rel_diff_loss']:.2e} (> {stream.CHECK_RTOL:g})")
+    report["failures"] = failures
+    report["script_seconds"] = time.perf_counter() - script_start
+    return report, (1 if failures else 0)
+
+
 def _libraries(training_results, matmul):
     """Each side's libraries and threads, as its first training child reported them."""
     libraries = {}

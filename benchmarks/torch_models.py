@@ -1,11 +1,13 @@
 r"""The PyTorch peers' models: symrnn's network written by hand, and PyTorch's own recurrent layers.
 
 Imported only by the PyTorch side (it imports torch). Every model holds the
-embedding (V, D), two recurrent layers and the output layer (H, V) + (V,),
+embedding (V, D), the recurrent layers (as many as ``values`` has, two in the
+benchmark's tables) and the output layer (H, V) + (V,),
 starts from symrnn's parameter values and offers ``loss(ids, targets, mask)``
 (the summed masked cross-entropy from log-softmax and the token count),
 ``output_loss(hidden, targets, mask)`` and ``step(ids, states)`` (one
-generation step).
+generation step); :class:`NativeLanguageModel` also ``stream_loss(ids,
+targets, states)`` (a window of stream training, from carried states).
 
 :class:`HandWrittenLanguageModel` has symrnn's parameter layout and equations
 (:mod:`symrnn.cells`): per layer ``W_x`` (in, k*H), ``W_h`` (H, k*H), ``b``
@@ -36,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.workload import NUM_LAYERS
+from benchmarks.workload import layer_count
 
 __all__ = ["CELL_BLOCKS", "HandWrittenLanguageModel", "NativeLanguageModel"]
 
@@ -100,6 +102,7 @@ class _LanguageModel(nn.Module):
         self.W_out = nn.Parameter(_tensor(values, "output/W"))
         self.b_out = nn.Parameter(_tensor(values, "output/b"))
         self.hidden = self.W_out.shape[0]
+        self.num_layers = layer_count(values)
         self._output_nll = masked_nll
 
     def output_loss(self, hidden, targets, mask):
@@ -113,9 +116,9 @@ class _LanguageModel(nn.Module):
         return self.output_loss(hidden.reshape(T * B, -1), targets.reshape(-1), mask.reshape(-1)), mask.sum()
 
     def initial_states(self, batch, device):
-        """Zero states, ``NUM_LAYERS * states-per-layer`` of (B, H)."""
+        """Zero states, ``num_layers * states-per-layer`` of (B, H), in symrnn's order (an LSTM layer: h, then c)."""
         return [torch.zeros(batch, self.hidden, dtype=self.W_out.dtype, device=device)
-                for _ in range(NUM_LAYERS * _STATES[self.cell_name])]
+                for _ in range(self.num_layers * _STATES[self.cell_name])]
 
 
 class HandWrittenLanguageModel(_LanguageModel):
@@ -133,9 +136,9 @@ class HandWrittenLanguageModel(_LanguageModel):
 
     def __init__(self, values, cell="gru", gate="hard_sigmoid", compiled=False):
         super().__init__(values, cell)
-        self.W_x = nn.ParameterList([nn.Parameter(_tensor(values, f"layer{l}/W_x")) for l in range(NUM_LAYERS)])
-        self.W_h = nn.ParameterList([nn.Parameter(_tensor(values, f"layer{l}/W_h")) for l in range(NUM_LAYERS)])
-        self.b = nn.ParameterList([nn.Parameter(_tensor(values, f"layer{l}/b")) for l in range(NUM_LAYERS)])
+        self.W_x = nn.ParameterList([nn.Parameter(_tensor(values, f"layer{l}/W_x")) for l in range(self.num_layers)])
+        self.W_h = nn.ParameterList([nn.Parameter(_tensor(values, f"layer{l}/W_h")) for l in range(self.num_layers)])
+        self.b = nn.ParameterList([nn.Parameter(_tensor(values, f"layer{l}/b")) for l in range(self.num_layers)])
         step, gate_fn = CELL_STEPS[cell], GATES[gate]
 
         def cell_step(a_t, *states_and_W_h):
@@ -152,7 +155,7 @@ class HandWrittenLanguageModel(_LanguageModel):
         full = (mask.amin(dim=1) == 1).tolist()  # steps without padding skip the masking
         x = self.embedding[ids]
         n = _STATES[self.cell_name]
-        for l in range(NUM_LAYERS):
+        for l in range(self.num_layers):
             a = torch.addmm(self.b[l], x.reshape(T * B, -1), self.W_x[l]).reshape(T, B, -1)
             states = [x.new_zeros(B, self.hidden) for _ in range(n)]
             outs = []
@@ -172,7 +175,7 @@ class HandWrittenLanguageModel(_LanguageModel):
         x = self.embedding[ids]
         n = _STATES[self.cell_name]
         new = []
-        for l in range(NUM_LAYERS):
+        for l in range(self.num_layers):
             layer = self.cell_step(torch.addmm(self.b[l], x, self.W_x[l]), *states[l * n : (l + 1) * n], self.W_h[l])
             new.extend(layer)
             x = layer[0]
@@ -191,7 +194,7 @@ def _native_blocks(matrix, cell):
 
 
 class NativeLanguageModel(_LanguageModel):
-    """The same sizes with PyTorch's ``nn.GRU`` / ``nn.LSTM`` / ``nn.RNN`` (two layers in one module).
+    """The same sizes with PyTorch's ``nn.GRU`` / ``nn.LSTM`` / ``nn.RNN`` (all layers in one module).
 
     Parameters
     ----------
@@ -202,9 +205,9 @@ class NativeLanguageModel(_LanguageModel):
     def __init__(self, values, cell="gru"):
         super().__init__(values, cell)
         D = self.embedding.shape[1]
-        self.rnn = _NATIVE_MODULES[cell](D, self.hidden, num_layers=NUM_LAYERS, dtype=self.embedding.dtype)
+        self.rnn = _NATIVE_MODULES[cell](D, self.hidden, num_layers=self.num_layers, dtype=self.embedding.dtype)
         with torch.no_grad():
-            for l in range(NUM_LAYERS):
+            for l in range(self.num_layers):
                 getattr(self.rnn, f"weight_ih_l{l}").copy_(_native_blocks(values[f"layer{l}/W_x"], cell))
                 getattr(self.rnn, f"weight_hh_l{l}").copy_(_native_blocks(values[f"layer{l}/W_h"], cell))
                 getattr(self.rnn, f"bias_ih_l{l}").copy_(_native_blocks(values[f"layer{l}/b"][None, :], cell)[:, 0])
@@ -215,6 +218,26 @@ class NativeLanguageModel(_LanguageModel):
     def forward(self, ids, mask):
         """Top layer's outputs (T, B, H); padded steps are run, not masked (see the module notes)."""
         return self.rnn(self.embedding[ids])[0]
+
+    def stream_loss(self, ids, targets, states):
+        """Summed cross-entropy of one stream window from carried states, and its final states.
+
+        Parameters
+        ----------
+        ids, targets : LongTensor (T, B), a window without padding (no mask)
+        states : list of (B, H) tensors, as :meth:`initial_states`; the gradient stops at them
+            when they are detached (truncated backpropagation at window edges)
+
+        Returns
+        -------
+        loss : scalar tensor
+        final_states : list of (B, H) tensors, in the order of ``states``
+        """
+        T, B = ids.shape
+        out, hx = self.rnn(self.embedding[ids], self._pack(states))
+        loss = F.cross_entropy(torch.addmm(self.b_out, out.reshape(T * B, -1), self.W_out), targets.reshape(-1),
+                               reduction="sum")
+        return loss, self._unpack(hx)
 
     def _pack(self, states):
         if self.cell_name == "lstm":

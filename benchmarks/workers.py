@@ -333,6 +333,54 @@ def worker_check(args, data, values):
     return result
 
 
+def _stream_side(args, values):
+    from benchmarks.stream import SymrnnStreamSide, TorchStreamSide
+
+    _apply_threads(args["side"])
+    if args["side"] == "pytorch":
+        return TorchStreamSide(values)
+    from scripts.process import configure_process
+
+    configure_process(backend=args["backend"])
+    return SymrnnStreamSide(values, args["backend"])
+
+
+def worker_stream_train(args, data, values):
+    """Milliseconds per stream training step of one side: warm-up windows, then the timed ones (their median)."""
+    from benchmarks.stream import train_steps
+
+    plan = args["plan"]
+    side = _stream_side(args, values)
+    t0 = time.perf_counter()
+    side.compile_train()
+    compile_s = time.perf_counter() - t0
+    figures = train_steps(side, load_batches(data, "stream")[: plan["warmup"] + plan["steps"]])
+    timed = figures["step_s"][plan["warmup"]:]
+    return {
+        "median_step_ms": 1000 * statistics.median(timed), "step_ms": [1000 * t for t in timed],
+        "first_step_s": figures["step_s"][0], "compile_s": compile_s, "last_loss": figures["loss"][-1],
+        "peak_rss_mib": _max_rss_mib(), **_libraries(side),
+    }
+
+
+def worker_stream_check(args, data, values):
+    """Both sides over the same first windows from the same values: per-step losses, gradient norms, step times."""
+    from benchmarks.stream import CHECK_RTOL, CHECK_STEPS, relative_differences, train_steps
+
+    windows = load_batches(data, "stream")[:CHECK_STEPS]
+    result = {"windows": len(windows), "window_shape": list(windows[0][0].shape)}
+    for side_name in ("symrnn", "pytorch"):
+        side = _stream_side(dict(args, side=side_name), values)
+        side.compile_train()
+        result[side_name] = train_steps(side, windows)
+        # The first step of a side allocates and warms up: the median is over the others.
+        result[side_name]["median_step_ms"] = 1000 * statistics.median(result[side_name]["step_s"][1:])
+    for key in ("loss", "grad_norm"):
+        result[f"max_rel_diff_{key}"] = float(relative_differences(result["symrnn"][key], result["pytorch"][key]).max())
+    result["passed"] = result["max_rel_diff_loss"] <= CHECK_RTOL
+    return result
+
+
 WORKERS = {
     "train": worker_train,
     "generate": worker_generate,
@@ -340,6 +388,8 @@ WORKERS = {
     "output_layer": worker_output_layer,
     "matmul": worker_matmul,
     "check": worker_check,
+    "stream_train": worker_stream_train,
+    "stream_check": worker_stream_check,
 }
 
 

@@ -106,6 +106,14 @@ def build_batches(sentences: list, seed: int, plan: dict, bucket_width: int | No
     return arrays
 
 
+def layer_count(values) -> int:
+    """Number of recurrent layers in symrnn's parameter values (``layer<l>/W_x`` for l = 0, 1, ...)."""
+    count = 0
+    while f"layer{count}/W_x" in values:
+        count += 1
+    return count
+
+
 def load_batches(arrays, prefix: str) -> list:
     out, i = [], 0
     while f"{prefix}_{i}_x" in arrays:

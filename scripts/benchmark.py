@@ -6,6 +6,8 @@
     python scripts/benchmark.py --skip-torch    # symrnn only (ratios n/a)
     python scripts/benchmark.py --cells gru --peers eager,native   # a part of it
     python scripts/benchmark.py --device gpu    # symrnn on PyTensor's JAX backend vs PyTorch on CUDA
+    python scripts/benchmark.py --stream        # also the stream section (char-rnn LSTM vs nn.LSTM)
+    python scripts/benchmark.py --stream-only --quick   # only the stream section, fewer configurations
 
 The benchmark itself lives in the ``benchmarks`` package beside ``scripts/``
 (not installed with symrnn): what is measured and how is described there.
@@ -28,8 +30,8 @@ if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
 from benchmarks.peers import PEERS, SYMRNN_BACKENDS, SYMRNN_CPU_BACKEND  # noqa: E402
-from benchmarks.report import format_report  # noqa: E402
-from benchmarks.runner import collect  # noqa: E402
+from benchmarks.report import format_report, format_stream_report  # noqa: E402
+from benchmarks.runner import collect, collect_streams  # noqa: E402
 from benchmarks.workers import WORKERS, run_worker  # noqa: E402
 from benchmarks.workload import CELLS  # noqa: E402
 
@@ -73,6 +75,11 @@ def parse_arguments(argv):
     parser.add_argument("--threads", type=int, default=0,
                         help="OMP/OpenBLAS/MKL threads and torch.set_num_threads in the children, the same for both sides "
                         "(default 0: each library's own default, all cores; 1 is far steadier on a busy machine)")
+    parser.add_argument("--stream", action="store_true",
+                        help="also run the stream section: char-rnn style LSTM training (1/2/3 layers x 128/256/512, "
+                        "batch 50 x seq 50, states carried), ms per step and peak memory against nn.LSTM, and a "
+                        "step-by-step loss check of the same run in PyTorch")
+    parser.add_argument("--stream-only", action="store_true", help="run the stream section only")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sentences, batches and initial values")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--worker-args", help=argparse.SUPPRESS)
@@ -81,6 +88,8 @@ def parse_arguments(argv):
         options.backend = "jax" if options.device == "gpu" else SYMRNN_CPU_BACKEND
     elif options.device == "gpu" and options.backend != "jax":
         parser.error("--device gpu runs symrnn on the jax backend; leave --backend out or give --backend jax")
+    if (options.stream or options.stream_only) and options.device == "gpu":
+        parser.error("the stream section runs on the CPU; leave --device gpu out with --stream or --stream-only")
     return options
 
 
@@ -91,8 +100,13 @@ def main(argv=None) -> int:
     import warnings
 
     warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
-    report, status = collect(options)
-    print(format_report(report), flush=True)
+    report, status = ({}, 0) if options.stream_only else collect(options)
+    if report:
+        print(format_report(report), flush=True)
+    if options.stream or options.stream_only:
+        report["stream"], stream_status = collect_streams(options)
+        status = max(status, stream_status)
+        print(("\n" if not options.stream_only else "") + format_stream_report(report["stream"]), flush=True)
     if options.json:
         print(json.dumps(report, default=float), flush=True)
     return status

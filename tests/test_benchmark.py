@@ -285,3 +285,98 @@ def test_cells_and_peers_default_to_all_and_keep_the_order_given():
     assert (options.cells, options.peers) == (["gru", "lstm", "rnn"], ["eager", "compiled", "native"])
     options = parse_arguments(["--cells", "rnn,gru,rnn", "--peers", "native"])
     assert (options.cells, options.peers) == (["rnn", "gru"], ["native"])
+
+
+# ------------------------------------------------------------ the stream section
+def _tiny_stream_windows():
+    """Five consecutive windows (T 10, B 4) of a seeded stream over 20 symbols, cut by symrnn.streams."""
+    from benchmarks.stream import window_arrays
+    from benchmarks.workload import load_batches
+
+    ids = np.random.default_rng(0).integers(0, 20, size=4 * 60).astype(np.int32)
+    return load_batches(window_arrays(ids, 5, batch=4, seq=10), "stream")
+
+
+def test_stream_training_in_pytorch_has_symrnns_losses_step_by_step_with_states_carried():
+    pytest.importorskip("torch", reason="PyTorch is not installed (pip install .[bench])")
+    from benchmarks.stream import SymrnnStreamSide, TorchStreamSide, initial_values, relative_differences, train_steps
+
+    windows = _tiny_stream_windows()
+    assert all(np.array_equal(a[1][-1], b[0][0]) for a, b in zip(windows, windows[1:]))  # the streams continue
+    values = initial_values(20, 16, 1, seed=3, embedding=8, dtype="float64")
+    symrnn_side = SymrnnStreamSide(values)
+    symrnn_side.compile_train()
+    symrnn = train_steps(symrnn_side, windows)
+    pytorch = train_steps(TorchStreamSide(values), windows)
+    assert len(symrnn["loss"]) == len(pytorch["loss"]) == 5
+    # Norms on both sides of the clipping limit: both branches of the rule are compared.
+    assert min(symrnn["grad_norm"]) < 5.0 < max(symrnn["grad_norm"])
+    assert relative_differences(symrnn["loss"], pytorch["loss"]).max() < 1e-12
+    assert relative_differences(symrnn["grad_norm"], pytorch["grad_norm"]).max() < 1e-12
+    # The comparison sees a side that does not carry the states.
+    forgetful = TorchStreamSide(values)
+    losses = []
+    for window in windows:
+        forgetful.reset_states(4)
+        losses.append(forgetful.train_step(*window)[0])
+    assert losses[0] == pytest.approx(pytorch["loss"][0], rel=1e-12)
+    assert relative_differences(symrnn["loss"], losses).max() > 1e-6
+
+
+def test_character_ids_number_the_sorted_distinct_characters():
+    from benchmarks.stream import character_ids
+
+    ids, alphabet = character_ids("abca\né")
+    assert alphabet == "\nabcé"
+    assert ids.dtype == np.int32 and ids.tolist() == [1, 2, 3, 1, 0, 4]
+
+
+def _fake_stream_report():
+    from benchmarks.stream import STREAM_PLANS
+
+    losses = [100.0, 90.0, 80.0]
+    side = {"loss": losses, "grad_norm": [9.0, 8.0, 7.0], "step_s": [0.5, 0.04, 0.05], "median_step_ms": 45.0}
+    return {
+        "machine": {"cpu": "Fake CPU 9000", "cores": 2, "load_start": [1.0], "load_end": [2.0],
+                    "load_1min_range": [1.0, 2.0]},
+        "config": {"cell": "lstm", "gate": "sigmoid", "vocabulary": 98, "characters": 1000, "embedding_dim": 64,
+                   "batch": 50, "seq_length": 50, "learning_rate": 2e-3, "decay": 0.95, "epsilon": 1e-6,
+                   "grad_clip": 5.0, "backend": "c", "threads": 1, "plan": STREAM_PLANS["quick"],
+                   "check": {"layers": 2, "hidden": 128, "steps": 3, "rtol": 1e-4}},
+        "check": {"windows": 3, "window_shape": [50, 50], "symrnn": side,
+                  "pytorch": {**side, "loss": [100.0, 90.0, 80.008], "median_step_ms": 15.0},
+                  "max_rel_diff_loss": 1e-4, "max_rel_diff_grad_norm": 0.0, "passed": True},
+        "rows": [{"layers": 1, "hidden": 128, "symrnn": {"median_step_ms": 20.0, "peak_rss_mib": 300.0},
+                  "pytorch": {"median_step_ms": 10.0, "peak_rss_mib": 330.0}},
+                 {"layers": 3, "hidden": 512, "symrnn": None, "pytorch": {"median_step_ms": 99.0, "peak_rss_mib": 400.0}}],
+        "failures": [], "script_seconds": 61.0,
+    }
+
+
+def test_stream_report_shows_the_check_step_by_step_and_ms_and_memory_per_configuration():
+    from benchmarks.report import format_stream_report
+
+    lines = format_stream_report(_fake_stream_report()).splitlines()
+    check = [[c.strip() for c in l.split("|")] for l in lines if l.startswith("  ") and "|" in l]
+    assert check[0] == ["step", "symrnn loss", "nn.LSTM loss", "rel. diff", "symrnn ms", "nn.LSTM ms"]
+    assert check[1:] == [["1", "100.0000", "100.0000", "0.0e+00", "500", "500"],
+                         ["2", "90.0000", "90.0000", "0.0e+00", "40", "40"],
+                         ["3", "80.0000", "80.0080", "1.0e-04", "50", "50"]]
+    summary = next(l for l in lines if "max relative difference: losses 1.0e-04" in l)
+    assert "PASS (<= 0.0001)" in summary and "symrnn 45, nn.LSTM 15" in summary
+    rows = {tuple(c.strip() for c in l.split("|")[:2]): [c.strip() for c in l.split("|")[2:]]
+            for l in lines if l[:1].isdigit()}
+    assert rows[("1", "128")] == ["20", "10", "0.50", "300", "330", "1.10"]
+    assert rows[("3", "512")] == ["n/a", "99", "n/a", "n/a", "400", "n/a"]
+    assert lines[-1] == "stream section: 61 s wall"
+
+
+def test_stream_options_select_the_stream_section_and_refuse_the_gpu(capsys):
+    from scripts.benchmark import parse_arguments
+
+    assert (parse_arguments([]).stream, parse_arguments([]).stream_only) == (False, False)
+    assert parse_arguments(["--stream"]).stream and parse_arguments(["--stream-only"]).stream_only
+    with pytest.raises(SystemExit) as exit_info:
+        parse_arguments(["--stream-only", "--device", "gpu"])
+    assert exit_info.value.code == 2
+    assert "the stream section runs on the CPU" in capsys.readouterr().err.strip().splitlines()[-1]
