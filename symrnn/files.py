@@ -22,6 +22,7 @@ import stat
 import tempfile
 from typing import BinaryIO, Callable
 
+from symrnn.errors import SymrnnError
 from symrnn.paths import replace_problem, temporary_prefix
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "NotARegularFileError",
     "ReplaceRefusedError",
     "atomic_write",
+    "write_or_raise",
     "new_file_mode",
     "open_regular_file",
     "read_regular_file",
@@ -251,3 +253,32 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
             logger.warning("could not remove the temporary file %s: %s", temporary, exc)
         raise
     _fsync_directory(directory)
+
+
+def write_or_raise(path: str, write: Callable[[BinaryIO], None], what: str, error: type = SymrnnError,
+                   advice: str = "") -> None:
+    """:func:`atomic_write`, with its failures turned into one ``error``.
+
+    The message reads ``cannot write <what> <path>: <reason><advice>``: a
+    refused replacement gives :func:`symrnn.paths.replace_problem`'s reason,
+    any other ``OSError`` its ``strerror``.
+
+    Parameters
+    ----------
+    path : str
+    write : callable
+        As for :func:`atomic_write`.
+    what : str
+        What the file is, for the message (``"loss curve"``, ``"model file"``).
+    error : type
+        A :class:`symrnn.errors.SymrnnError` subclass.
+    advice : str
+        Appended to the reason of an ``OSError`` (not to a refusal).
+    """
+    try:
+        atomic_write(path, write)
+    except ReplaceRefusedError as exc:
+        raise error(f"cannot write {what} {path!r}: {exc.strerror}") from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise error(f"cannot write {what} {path!r}: {reason}{advice}") from exc

@@ -12,8 +12,7 @@ import csv
 import io
 from typing import Sequence
 
-from symrnn.errors import SymrnnError
-from symrnn.files import ReplaceRefusedError, atomic_write
+from symrnn.files import write_or_raise
 
 __all__ = ["METRICS_COLUMNS", "metrics_rows", "write_metrics"]
 
@@ -59,10 +58,5 @@ def write_metrics(path: str, history: Sequence[Sequence]) -> str:
     for row in metrics_rows(history):
         writer.writerow(["" if value is None else (format(value, ".8g") if isinstance(value, float) else value) for value in row])
     data = text.getvalue().encode("utf-8")
-    try:
-        atomic_write(path, lambda handle: handle.write(data))
-    except ReplaceRefusedError as exc:
-        raise SymrnnError(f"cannot write metrics file {path!r}: {exc.strerror}") from None
-    except OSError as exc:
-        raise SymrnnError(f"cannot write metrics file {path!r}: {exc.strerror or exc}") from exc
+    write_or_raise(path, lambda handle: handle.write(data), "metrics file")
     return path

@@ -34,7 +34,7 @@ from typing import Any, BinaryIO, Callable
 import numpy as np
 
 from symrnn.errors import CheckpointError
-from symrnn.files import NotARegularFileError, ReplaceRefusedError, atomic_write, open_regular_file
+from symrnn.files import NotARegularFileError, open_regular_file, write_or_raise
 
 __all__ = ["check_parameter_array", "plain_array", "read_npz", "write_npz"]
 
@@ -175,17 +175,11 @@ def write_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
         raise CheckpointError(
             f"cannot write model file {path!r}: directory {directory!r} does not exist; create it first"
         )
-    try:
-        # Writing to the open file object: numpy never renames it.
-        atomic_write(path, lambda handle: np.savez(handle, allow_pickle=False, **arrays))
-    except ReplaceRefusedError as exc:
-        raise CheckpointError(f"cannot write model file {path!r}: {exc.strerror}") from None
-    except OSError as exc:
-        reason = exc.strerror or str(exc) or type(exc).__name__
-        raise CheckpointError(
-            f"cannot write model file {path!r}: {reason}; check free disk space and permissions "
-            "(any previous file there is unchanged)"
-        ) from exc
+    # Writing to the open file object: numpy never renames it.
+    write_or_raise(
+        path, lambda handle: np.savez(handle, allow_pickle=False, **arrays), "model file", CheckpointError,
+        "; check free disk space and permissions (any previous file there is unchanged)",
+    )
 
 
 # --------------------------------------------------------------------------

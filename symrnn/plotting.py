@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from symrnn.errors import SymrnnError
-from symrnn.files import ReplaceRefusedError, atomic_write
+from symrnn.files import write_or_raise
 
 __all__ = ["plot_available", "write_loss_curve"]
 
@@ -56,10 +55,5 @@ def write_loss_curve(path: str, history: Sequence[Sequence], title: str = "") ->
     axes.grid(True, alpha=0.3)
     axes.legend()
     figure.tight_layout()
-    try:
-        atomic_write(path, lambda handle: figure.savefig(handle, format="png"))
-    except ReplaceRefusedError as exc:
-        raise SymrnnError(f"cannot write loss curve {path!r}: {exc.strerror}") from None
-    except OSError as exc:
-        raise SymrnnError(f"cannot write loss curve {path!r}: {exc.strerror or exc}") from exc
+    write_or_raise(path, lambda handle: figure.savefig(handle, format="png"), "loss curve")
     return path

@@ -94,7 +94,12 @@ def test_an_interrupted_and_resumed_run_ends_with_the_same_parameters_as_an_unin
     assert result.returncode == 0, result.stdout + result.stderr
     assert interruptions >= 1, "the run was never interrupted; make it longer"
 
-    expected, actual = load_checkpoint(whole), load_checkpoint(parted)
+    assert_same_parameters_and_optimizer_state(whole, parted)
+
+
+def assert_same_parameters_and_optimizer_state(expected_path, actual_path):
+    """The two checkpoints hold the same parameters and optimizer state (to 1e-6 relative)."""
+    expected, actual = load_checkpoint(expected_path), load_checkpoint(actual_path)
     assert expected.params.keys() == actual.params.keys()
     for name in expected.params:
         np.testing.assert_allclose(actual.params[name], expected.params[name], rtol=1e-6, atol=1e-7, err_msg=name)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from symrnn.checkpoint import load_checkpoint
-from tests.test_robustness import REPO, base_env, run_train, write_corpus
+from tests.test_robustness import REPO, assert_same_parameters_and_optimizer_state, base_env, run_train, write_corpus
 from tests.test_scripts import assert_one_line_error, run_all
 
 EVALUATE = str(REPO / "scripts" / "evaluate.py")
@@ -136,9 +136,4 @@ def test_a_stream_run_resumed_mid_epoch_ends_with_the_parameters_of_an_uninterru
     assert "Training done" in result.stdout
     assert any(positions), "no part stopped mid-epoch; make the epochs longer"
 
-    expected, actual = load_checkpoint(whole), load_checkpoint(parted)
-    assert expected.params.keys() == actual.params.keys()
-    for name in expected.params:
-        np.testing.assert_allclose(actual.params[name], expected.params[name], rtol=1e-6, atol=1e-7, err_msg=name)
-    for name in expected.optimizer_state:
-        np.testing.assert_allclose(actual.optimizer_state[name], expected.optimizer_state[name], rtol=1e-6, atol=1e-7)
+    assert_same_parameters_and_optimizer_state(whole, parted)
