@@ -61,33 +61,6 @@ def parse_arguments(argv):
     return parser.parse_args(argv)
 
 
-def settings_for_resume(env_settings: Settings, saved: dict, environ) -> Settings:
-    """The checkpoint's settings, but for the resumable ones (``Settings.resumable_names``) given in `environ`.
-
-    MODEL_OUTPUT_FILE never comes from the checkpoint: a copied or downloaded
-    checkpoint would otherwise write to a name from another machine or folder.
-    """
-    fields = {name: value for name, value in saved.items() if name in env_settings.as_dict()}
-    fields["model_output_file"] = env_settings.model_output_file
-    for name in Settings.resumable_names():
-        if environ.get(name.upper(), "").strip():
-            fields[name] = getattr(env_settings, name)
-    try:
-        return Settings(**fields)
-    except (TypeError, ConfigError) as exc:
-        raise CheckpointError(f"{env_settings.resume}: its saved settings are invalid ({exc})") from None
-
-
-def ignored_on_resume(env_settings: Settings, resumed: Settings, environ) -> list[str]:
-    """One warning per setting given in `environ` that the resumed checkpoint overrides."""
-    warnings = []
-    for name, value in resumed.as_dict().items():
-        given = getattr(env_settings, name)
-        if name not in Settings.resumable_names() and environ.get(name.upper(), "").strip() and given != value:
-            warnings.append(f"{name.upper()}={given} is ignored: a resumed run keeps its checkpoint's value, {value}")
-    return warnings
-
-
 def resolve_corpus_path(settings: Settings) -> str | None:
     """INPUT_DATA_FILE, else the tutorial's default file if present, else None (embedded corpus)."""
     if settings.input_data_file:
@@ -111,8 +84,8 @@ class Run:
             self.checkpoint = load_checkpoint(settings.resume)
             if self.checkpoint.layout != "symrnn" or "state_json" not in self.checkpoint.training_state:
                 raise CheckpointError(f"{settings.resume}: not a checkpoint written by train.py, so it cannot be resumed")
-            resumed = settings_for_resume(settings, self.checkpoint.settings, environ)
-            for warning in ignored_on_resume(settings, resumed, environ):
+            resumed = settings.resumed_from(self.checkpoint.settings, environ)
+            for warning in settings.ignored_on_resume(resumed, environ):
                 common.warn(warning)
             self.settings = settings = resumed
         self.streaming = settings.sequence == "stream"

@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from symrnn.errors import ConfigError
+from symrnn.errors import CheckpointError, ConfigError
 
 __all__ = ["DEFAULT_INPUT_DATA_FILE", "SETTINGS", "Settings", "misspelt_settings"]
 
@@ -163,6 +163,36 @@ class Settings:
     def resumable_names(cls) -> tuple[str, ...]:
         """The settings a resumed run takes from the environment (declared ``resumable`` on the field)."""
         return tuple(f.name for f in dataclasses.fields(cls) if f.metadata["resumable"])
+
+    def resumed_from(self, saved: Mapping[str, Any], environ: Mapping[str, str]) -> "Settings":
+        """A resumed run's settings: the checkpoint's (``saved``), but for the resumable ones given in ``environ``.
+
+        MODEL_OUTPUT_FILE never comes from the checkpoint: a copied or downloaded
+        checkpoint would otherwise write to a name from another machine or folder.
+
+        Raises
+        ------
+        CheckpointError
+            The saved settings are not valid settings.
+        """
+        fields = {name: value for name, value in saved.items() if name in self.as_dict()}
+        fields["model_output_file"] = self.model_output_file
+        for name in self.resumable_names():
+            if environ.get(name.upper(), "").strip():
+                fields[name] = getattr(self, name)
+        try:
+            return Settings(**fields)
+        except (TypeError, ConfigError) as exc:
+            raise CheckpointError(f"{self.resume}: its saved settings are invalid ({exc})") from None
+
+    def ignored_on_resume(self, resumed: "Settings", environ: Mapping[str, str]) -> list[str]:
+        """One warning per setting given in ``environ`` (read into these settings) that ``resumed`` overrides."""
+        warnings = []
+        for name, value in resumed.as_dict().items():
+            given = getattr(self, name)
+            if name not in self.resumable_names() and environ.get(name.upper(), "").strip() and given != value:
+                warnings.append(f"{name.upper()}={given} is ignored: a resumed run keeps its checkpoint's value, {value}")
+        return warnings
 
     @property
     def backend_name(self) -> str:
