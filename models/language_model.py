@@ -226,8 +226,8 @@ class RNNLanguageModel:
             self.dropout_rng.set_value(generator)
         self._values_to_device()
 
-    def settings(self) -> dict:
-        """The architecture, as saved in checkpoints."""
+    def architecture(self) -> dict:
+        """The architecture (sizes, cell, gate, weight tying) by setting name, as saved in checkpoints."""
         return {
             "word_dim": self.word_dim,
             "embedding_dim": self.embedding_dim,

@@ -358,7 +358,7 @@ class Run:
     # -------------------------------------------------------------- saving
     def save(self, path=None) -> str:
         model, state = self.model, self.state
-        settings = {**self.settings.as_dict(), **model.settings()}
+        settings = {**self.settings.as_dict(), **model.architecture()}
         model_state = model.state()
         training_state = {
             "state_json": np.array(state.to_json()), "dropout_rng_json": np.array(json.dumps(model_state["dropout_rng"])),

@@ -79,11 +79,8 @@ def step_layer(
     W_h : TensorVariable (H, k*H)
     gate : name of the gate nonlinearity
     implementation : ``"scan"`` (the cell's step function as graph Ops), or
-        ``"auto"`` / ``"fused"``: the cell's fused Op over one time step. On
-        CPU (H = 128, float32) a fused layer step takes 2 to 4 times less
-        time at batch 64 (GRU 0.44 vs 0.98 ms, LSTM 0.53 vs 2.1 ms, RNN 0.22
-        vs 0.65 ms) and about 5 to 13 microseconds more at batch 1, where the
-        output layer dominates a generated token's cost.
+        ``"auto"`` / ``"fused"``: the cell's fused Op over one time step
+        (the faster on CPU; docs/performance.md has the figures).
 
     Returns
     -------

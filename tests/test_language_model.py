@@ -294,3 +294,10 @@ def test_with_dropout_the_train_step_gives_different_losses_on_identical_batches
     # Dropout makes the training loss noisy around (not systematically far from) the clean loss.
     assert min(losses) < 3 * expected and all(np.isfinite(losses))
 
+
+
+def test_architecture_names_the_sizes_cell_gate_and_tying_the_model_was_built_with():
+    model = RNNLanguageModel(word_dim=50, hidden_dim=12, embedding_dim=7, num_layers=2, cell="lstm", gate="sigmoid",
+                             tie_weights=False, seed=3)
+    assert model.architecture() == {"word_dim": 50, "embedding_dim": 7, "hidden_dim": 12, "num_layers": 2,
+                                     "cell": "lstm", "gate": "sigmoid", "tie_weights": 0}
