@@ -28,9 +28,7 @@ Loading never writes anything.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -42,6 +40,7 @@ import numpy as np
 from symrnn import legacy
 from symrnn.errors import CheckpointError
 from symrnn.npz import check_parameter_array, plain_array, read_npz, write_npz
+from symrnn.settings_json import settings_from_json, settings_to_json
 
 __all__ = [
     "FORMAT_VERSION",
@@ -182,7 +181,7 @@ def save_checkpoint(
 
     if vocabulary is not None:
         arrays[_VOCABULARY_KEY] = _vocabulary_array(path_str, vocabulary)
-    arrays[_SETTINGS_KEY] = np.array(_settings_json(settings), dtype=str)
+    arrays[_SETTINGS_KEY] = np.array(settings_to_json(settings), dtype=str)
     arrays[_FORMAT_KEY] = np.array(FORMAT_VERSION, dtype=np.int64)
 
     write_npz(path_str, arrays)
@@ -220,44 +219,6 @@ def _vocabulary_array(path: str, vocabulary: Any) -> np.ndarray:
     if not words:
         return np.zeros(0, dtype="<U1")
     return np.array(words, dtype=str)
-
-
-def _json_value(value: Any, where: str) -> Any:
-    """Return `value` as plain JSON types, or raise TypeError saying why not."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, np.generic) and not isinstance(value, (np.str_, np.bytes_, np.void)):
-        value = value.item()
-        if isinstance(value, (bool, str)) or value is None:
-            return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise TypeError(f"settings value {where} is {value!r}; NaN and infinity are not JSON")
-        return float(value)
-    if isinstance(value, np.str_):
-        return str(value)
-    if isinstance(value, Mapping):
-        result = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"settings key {key!r} in {where} is {type(key).__name__}, not str")
-            result[key] = _json_value(item, f"{where}[{key!r}]")
-        return result
-    if isinstance(value, (list, tuple)):
-        return [_json_value(item, f"{where}[{i}]") for i, item in enumerate(value)]
-    raise TypeError(f"settings value {where} is {type(value).__name__} ({value!r}), which is not JSON-serialisable")
-
-
-def _settings_json(settings: Mapping[str, Any] | None) -> str:
-    """Serialise the settings dict to JSON text."""
-    if settings is None:
-        settings = {}
-    if not isinstance(settings, Mapping):
-        raise TypeError(f"settings must be a dict, not {type(settings).__name__}")
-    plain = _json_value(settings, "settings")
-    return json.dumps(plain, allow_nan=False, ensure_ascii=False)
 
 
 # --------------------------------------------------------------------------
@@ -391,10 +352,6 @@ def _interpret_symrnn(path: str, members: dict[str, np.ndarray]) -> Checkpoint:
     )
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def _parse_settings(path: str, array: np.ndarray) -> dict:
     """Parse the settings_json member into a dict."""
     if array.ndim != 0 or array.dtype.kind != "U":
@@ -402,20 +359,7 @@ def _parse_settings(path: str, array: np.ndarray) -> dict:
             f"model file {path!r} has an invalid {_SETTINGS_KEY} member (dtype {array.dtype}, shape "
             f"{array.shape}); it must be a 0-d unicode array: re-save the model"
         )
-    text = str(array[()])
-    try:
-        settings = json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        raise CheckpointError(
-            f"model file {path!r} has settings that are not valid JSON ({' '.join(str(exc).split())[:120]}); "
-            "re-save the model"
-        ) from exc
-    if not isinstance(settings, dict):
-        raise CheckpointError(
-            f"model file {path!r} has settings that are a JSON {type(settings).__name__}, not a JSON object; "
-            "re-save the model"
-        )
-    return settings
+    return settings_from_json(path, str(array[()]))
 
 
 def _unknown_layout_message(path: str, keys: set[str]) -> str:

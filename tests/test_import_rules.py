@@ -19,7 +19,7 @@ MODELS = sorted((ROOT / "models").rglob("*.py"))
 NUMPY_ONLY = [
     "symrnn.batching", "symrnn.checkpoint", "symrnn.config", "symrnn.corpus", "symrnn.default_corpus",
     "symrnn.errors", "symrnn.files", "symrnn.legacy", "symrnn.metrics", "symrnn.npz", "symrnn.ops.kernels", "symrnn.paths",
-    "symrnn.plotting", "symrnn.reading", "symrnn.sampling", "symrnn.streams", "symrnn.token_cache", "symrnn.tokenize",
+    "symrnn.plotting", "symrnn.reading", "symrnn.sampling", "symrnn.settings_json", "symrnn.streams", "symrnn.token_cache", "symrnn.tokenize",
     "symrnn.training", "symrnn.vocab",
 ]
 
