@@ -52,7 +52,7 @@ def sample_tokens(logits: np.ndarray, rng: np.random.Generator, temperature: flo
     if top_k == 1 or temperature * float(np.finfo(np.float32).max) < 1:
         # Temperature 0, or so close to it that 1 / temperature is no float32: the limit, greedy.
         return np.argmax(logits, axis=1).astype(np.int32)
-    from symrnn.ops.kernels import sample_rows
+    from symrnn.ops.sampling_kernels import sample_rows
 
     logits = np.asarray(logits)
     kept_columns = None

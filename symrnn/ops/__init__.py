@@ -23,8 +23,12 @@ Modules
     softmax and the masked summed cross-entropy in one Op whose backward pass
     is two matrix products (Op ``OutputLayerNLL``); used by :mod:`symrnn.losses`.
 :mod:`symrnn.ops.kernels`
-    The Numba kernels (NumPy and Numba only, no PyTensor): the output layer's
-    float32 softmax and the sampler of :mod:`symrnn.sampling`.
+    The Numba kernels of the output layer's float32 softmax (NumPy and Numba
+    only, no PyTensor).
+:mod:`symrnn.ops.sampling_kernels`
+    The Numba sampler of :mod:`symrnn.sampling` (inverse CDF, one draw per row).
+:mod:`symrnn.ops.cell_math`
+    float32 ``tanh`` and ``sigmoid`` that vectorise inside Numba loops.
 :mod:`symrnn.ops.checks`
     Input checks the Ops share.
 

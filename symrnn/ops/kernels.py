@@ -1,4 +1,4 @@
-r"""Numba kernels behind :class:`symrnn.ops.output_layer.OutputLayerNLL` (float32) and sampling.
+r"""Numba kernels behind :class:`symrnn.ops.output_layer.OutputLayerNLL` (float32).
 
 The output layer's softmax over V = 8000 words is the costliest elementwise
 work of a training step, and NumPy's ``exp`` takes about 3 ns per float32
@@ -16,8 +16,8 @@ mask), :math:`m = \max_j z_j` and :math:`s = \sum_j e^{z_j - m}`:
     \ell = w\,(\log s + m - z_y), \qquad
     \frac{\partial \ell}{\partial z_j} = w\,\Big(\frac{e^{z_j - m}}{s} - [j = y]\Big).
 
-:func:`sample_rows` draws the next words during generation from the same
-exponentials (inverse-CDF sampling, used by :func:`symrnn.sampling.sample_tokens`).
+:mod:`symrnn.ops.sampling_kernels` draws the next words during generation
+from the same exponentials.
 
 Numba is a dependency of PyTensor itself; the kernels compile on first use
 and are cached on disk (``cache=True``). Which threading layer runs the
@@ -36,7 +36,6 @@ from numba import njit, prange
 
 __all__ = [
     "exp_shifted_inplace",
-    "sample_rows",
     "softmax_cross_entropy_inplace",
     "softmax_cross_entropy_inplace_serial",
     "thread_count",
@@ -211,55 +210,6 @@ softmax_cross_entropy_inplace = njit(parallel=True, cache=True)(_softmax_cross_e
 softmax_cross_entropy_inplace_serial = njit(cache=True)(
     _renamed(_softmax_cross_entropy_inplace, "_softmax_cross_entropy_inplace_serial")
 )
-
-
-@njit(fastmath=True, cache=True)
-def _scaled_copy_and_max(row, factor, out):
-    """``out = row * factor`` (as float32); returns ``max(out)``."""
-    top = np.float32(-np.inf)
-    for j in range(row.shape[0]):
-        v = np.float32(row[j] * factor)
-        out[j] = v
-        top = max(top, v)
-    return top
-
-
-@njit(cache=True)
-def sample_rows(logits, inverse_temperature, uniforms, out):
-    """Draw one index per row from ``softmax(logits * inverse_temperature)``.
-
-    Row i takes the first index j whose cumulative probability exceeds
-    ``uniforms[i]``, as inverse-CDF sampling with NumPy does, in one pass
-    for the exponentials and one (stopping early) for the running sum.
-
-    Parameters
-    ----------
-    logits : ndarray (B, V) float32 or float64
-    inverse_temperature : float32 > 0
-    uniforms : ndarray (B,) float64 in [0, 1)
-    out : ndarray (B,) int32
-        Filled with the drawn indices.
-    """
-    B, V = logits.shape
-    weights = np.empty(V, dtype=np.float32)
-    scale_bits = np.empty(V, dtype=np.int32)
-    for i in range(B):
-        top = _scaled_copy_and_max(logits[i], inverse_temperature, weights)
-        exp_shifted_inplace(weights, top, scale_bits)
-        target = uniforms[i] * _sum64(weights)
-        running = 0.0
-        last_possible = 0
-        chosen = -1
-        for j in range(V):
-            if weights[j] > 0:
-                last_possible = j
-            running += weights[j]
-            if running > target:
-                chosen = j
-                break
-        # Rounding can leave the running sum just short of the target at the
-        # end of the row: the last index with a nonzero probability then.
-        out[i] = chosen if chosen >= 0 else last_possible
 
 
 def thread_count() -> int:
