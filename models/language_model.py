@@ -341,6 +341,10 @@ class RNNLanguageModel:
         state = self.optimizer_variables(optimizer)
         rule = update_rules.OPTIMIZERS[optimizer]
         params = list(self.params.values())
+        # The fused update Ops run where the other fused Ops do (not under JAX).
+        fused = backends.uses_fused_ops(self.backend)
+        if optimizer == "rmsprop":
+            rule_options = {"fused": fused, **rule_options}
 
         def build(shape):
             ids, targets, mask = self.input_variables(shape)
@@ -349,12 +353,11 @@ class RNNLanguageModel:
             total, n_tokens, final_states, rng_updates = self._sequence_loss(ids, targets, mask, self.dropout, states or None)
             grads = pytensor.grad(total, params)
             if grad_clip:
-                grads, norm = update_rules.clip_by_global_norm(grads, grad_clip)
+                grads, norm = update_rules.clip_by_global_norm(grads, grad_clip, fused=fused)
             else:
-                norm = pt.sqrt(sum(pt.sum(pt.sqr(g)) for g in grads))
+                norm = update_rules.global_norm(grads, fused=fused)
             finite = pt.isfinite(total) & pt.isfinite(norm)
-            rule_updates = rule(grads, params, learning_rate, state=state, **rule_options)
-            guarded = OrderedDict((var, pt.switch(finite, new, var)) for var, new in rule_updates.items())
+            guarded = rule(grads, params, learning_rate, state=state, apply_if=finite, **rule_options)
             guarded.update(rng_updates)
             return pytensor.function(
                 [ids, targets, mask, learning_rate, *states],

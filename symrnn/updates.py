@@ -25,7 +25,9 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
-__all__ = ["OPTIMIZERS", "adam", "clip_by_global_norm", "initial_state", "optimizer_state", "rmsprop", "sgd"]
+from symrnn.ops.update_steps import rmsprop_step, squared_norm
+
+__all__ = ["OPTIMIZERS", "adam", "clip_by_global_norm", "global_norm", "initial_state", "optimizer_state", "rmsprop", "sgd"]
 
 
 def _scalar(value, dtype):
@@ -84,7 +86,14 @@ def _state_variable(state: Mapping, name: str):
     return state[name]
 
 
-def sgd(grads: Sequence, params: Sequence, learning_rate, state: Mapping | None = None) -> OrderedDict:
+def _guarded(updates: OrderedDict, apply_if) -> OrderedDict:
+    """``updates`` with every new value replaced by the old one where ``apply_if`` is false."""
+    if apply_if is None:
+        return updates
+    return OrderedDict((var, pt.switch(apply_if, new, var)) for var, new in updates.items())
+
+
+def sgd(grads: Sequence, params: Sequence, learning_rate, state: Mapping | None = None, apply_if=None) -> OrderedDict:
     """Plain stochastic gradient descent.
 
     Parameters
@@ -94,6 +103,9 @@ def sgd(grads: Sequence, params: Sequence, learning_rate, state: Mapping | None 
     learning_rate : float or scalar TensorVariable
     state : mapping, optional
         The rule's state variables (:func:`initial_state`); SGD has none.
+    apply_if : scalar TensorVariable (bool), optional
+        Where false, the step changes no parameter and no state (the training
+        step's guard against a non-finite loss or gradient). Every rule takes it.
 
     Returns
     -------
@@ -102,11 +114,11 @@ def sgd(grads: Sequence, params: Sequence, learning_rate, state: Mapping | None 
     updates = OrderedDict()
     for param, grad in zip(params, grads):
         updates[param] = param - _scalar(learning_rate, param.dtype) * grad
-    return updates
+    return _guarded(updates, apply_if)
 
 
 def rmsprop(grads: Sequence, params: Sequence, learning_rate, decay=0.9, epsilon=1e-6,
-            state: Mapping | None = None) -> OrderedDict:
+            state: Mapping | None = None, apply_if=None, fused: bool = False) -> OrderedDict:
     """RMSprop exactly as the tutorial's ``sgd_step``.
 
     Parameters
@@ -119,6 +131,12 @@ def rmsprop(grads: Sequence, params: Sequence, learning_rate, decay=0.9, epsilon
     state : mapping name -> shared variable, optional
         The caches to update (``initial_state("rmsprop", params)``); new zero
         caches when omitted.
+    apply_if : scalar TensorVariable (bool), optional
+        As for :func:`sgd`.
+    fused : bool
+        One in-place :class:`symrnn.ops.update_steps.RMSpropStep` per
+        parameter instead of the elementwise graph (same arithmetic; CPU
+        backends only, not JAX).
 
     Returns
     -------
@@ -130,14 +148,19 @@ def rmsprop(grads: Sequence, params: Sequence, learning_rate, decay=0.9, epsilon
         dtype = param.dtype
         cache = _state_variable(state, f"{param.name}/rmsprop_cache")
         rho = _scalar(decay, dtype)
+        lr, eps = _scalar(learning_rate, dtype), _scalar(epsilon, dtype)
+        if fused:
+            new_param, new_cache = rmsprop_step(param, cache, grad, lr, rho, eps, 1 if apply_if is None else apply_if)
+            updates[cache], updates[param] = new_cache, new_param
+            continue
         new_cache = rho * cache + (_scalar(1, dtype) - rho) * pt.sqr(grad)
         updates[cache] = new_cache
-        updates[param] = param - _scalar(learning_rate, dtype) * grad / pt.sqrt(new_cache + _scalar(epsilon, dtype))
-    return updates
+        updates[param] = param - lr * grad / pt.sqrt(new_cache + eps)
+    return updates if fused else _guarded(updates, apply_if)
 
 
 def adam(grads: Sequence, params: Sequence, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8,
-         state: Mapping | None = None) -> OrderedDict:
+         state: Mapping | None = None, apply_if=None) -> OrderedDict:
     """Adam (Kingma & Ba, 2015) with bias correction folded into the step size.
 
     Parameters
@@ -147,6 +170,8 @@ def adam(grads: Sequence, params: Sequence, learning_rate=0.001, beta1=0.9, beta
     state : mapping name -> shared variable, optional
         The moments and step counter to update (``initial_state("adam", params)``);
         new zero ones when omitted.
+    apply_if : scalar TensorVariable (bool), optional
+        As for :func:`sgd` (the step counter too stays where it is).
 
     Returns
     -------
@@ -170,20 +195,34 @@ def adam(grads: Sequence, params: Sequence, learning_rate=0.001, beta1=0.9, beta
         updates[v] = new_v
         updates[param] = param - pt.cast(step_size, param.dtype) * new_m / (pt.sqrt(new_v) + _scalar(epsilon, param.dtype))
     updates[step] = t
-    return updates
+    return _guarded(updates, apply_if)
 
 
 #: Update rules by name, as chosen by the ``OPTIMIZER`` setting.
 OPTIMIZERS = {"sgd": sgd, "rmsprop": rmsprop, "adam": adam}
 
 
-def clip_by_global_norm(grads: Sequence, max_norm):
+def global_norm(grads: Sequence, fused: bool = False):
+    """The joint L2 norm of all gradients, a scalar of their dtype.
+
+    ``fused``: each array's sum of squares in one :class:`symrnn.ops.update_steps.SquaredNorm`
+    (accumulated in float64; CPU backends only) instead of the ``sum(sqr(g))`` graph.
+    """
+    dtype = grads[0].dtype
+    if fused:
+        return pt.cast(pt.sqrt(sum(squared_norm(g) for g in grads)), dtype)
+    return pt.sqrt(sum(pt.sum(pt.sqr(g)) for g in grads))
+
+
+def clip_by_global_norm(grads: Sequence, max_norm, fused: bool = False):
     """Scale all gradients together so their joint L2 norm is at most ``max_norm``.
 
     Parameters
     ----------
     grads : sequence of TensorVariable
     max_norm : float (> 0)
+    fused : bool
+        As for :func:`global_norm`.
 
     Returns
     -------
@@ -191,7 +230,7 @@ def clip_by_global_norm(grads: Sequence, max_norm):
     norm : scalar TensorVariable, the norm before clipping
     """
     dtype = grads[0].dtype
-    norm = pt.sqrt(sum(pt.sum(pt.sqr(g)) for g in grads))
+    norm = global_norm(grads, fused)
     limit = _scalar(max_norm, dtype)
     scale = pt.minimum(_scalar(1, dtype), limit / pt.maximum(norm, _scalar(1e-12, dtype)))
     return [g * pt.cast(scale, g.dtype) for g in grads], norm

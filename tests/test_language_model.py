@@ -301,3 +301,29 @@ def test_architecture_names_the_sizes_cell_gate_and_tying_the_model_was_built_wi
                              tie_weights=False, seed=3)
     assert model.architecture() == {"word_dim": 50, "embedding_dim": 7, "hidden_dim": 12, "num_layers": 2,
                                      "cell": "lstm", "gate": "sigmoid", "tie_weights": 0}
+
+
+def test_the_cpu_training_step_updates_with_the_fused_rmsprop_ops_and_matches_the_elementwise_graph(monkeypatch):
+    from symrnn.ops.update_steps import RMSpropStep, SquaredNorm
+    import models.language_model as language_model
+
+    rng = np.random.default_rng(60)
+    ids, targets = rng.integers(0, 40, size=(6, 3)).astype(np.int32), rng.integers(0, 40, size=(6, 3)).astype(np.int32)
+    mask = np.ones((6, 3), dtype=np.float32)
+    mask[4:, 1] = 0
+    models = {}
+    for fused in (True, False):
+        model = RNNLanguageModel(word_dim=40, hidden_dim=8, embedding_dim=5, seed=4)
+        monkeypatch.setattr(language_model.backends, "uses_fused_ops", lambda backend, fused=fused: fused)
+        step = model.compile_train(optimizer="rmsprop", grad_clip=2.0)
+        node_ops = {type(node.op) for node in step.maker.fgraph.apply_nodes}
+        assert (RMSpropStep in node_ops and SquaredNorm in node_ops) == fused
+        for _ in range(3):
+            step(ids, targets, mask, np.float32(0.05))
+        models[fused] = model
+    fused_state, graph_state = models[True].state(), models[False].state()
+    for name, value in graph_state["params"].items():
+        np.testing.assert_allclose(fused_state["params"][name], value, rtol=1e-5, atol=1e-6)
+    for name, value in graph_state["optimizer_state"].items():
+        np.testing.assert_allclose(fused_state["optimizer_state"][name], value, rtol=1e-5, atol=1e-9)
+    assert not np.allclose(fused_state["params"]["output/W"], RNNLanguageModel(40, 5, 8, seed=4).get_values()["output/W"])

@@ -27,6 +27,9 @@ Modules
     only, no PyTensor).
 :mod:`symrnn.ops.sampling_kernels`
     The Numba sampler of :mod:`symrnn.sampling` (inverse CDF, one draw per row).
+:mod:`symrnn.ops.update_steps`
+    One RMSprop step per parameter and the squared norm of a gradient, each
+    one Numba pass (used by :mod:`symrnn.updates` with ``fused=True``).
 :mod:`symrnn.ops.cell_math`
     float32 ``tanh`` and ``sigmoid`` that vectorise inside Numba loops.
 :mod:`symrnn.ops.checks`
