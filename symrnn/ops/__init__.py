@@ -25,6 +25,9 @@ Modules
 :mod:`symrnn.ops.kernels`
     The Numba kernels (NumPy and Numba only, no PyTensor): the output layer's
     float32 softmax and the sampler of :mod:`symrnn.sampling`.
+:mod:`symrnn.ops.gru_kernels`
+    The fused GRU layer's forward and backward loops over time as Numba
+    kernels (NumPy and Numba only), with their BLAS matrix products.
 :mod:`symrnn.ops.checks`
     Input checks the Ops share.
 
