@@ -219,6 +219,7 @@ def gru_forward(projected, mask, h0, W_h, scale, shift, hard, hs, acts):
     q = np.empty((B, H), dtype=hs.dtype)
     W_zr = W_h[:, :H2]
     W_c = W_h[:, H2:]
+    unit = one(scale)
     for t in range(T):
         h = h0 if t == 0 else hs[t - 1]
         for b in range(B):
@@ -228,7 +229,7 @@ def gru_forward(projected, mask, h0, W_h, scale, shift, hard, hs, acts):
                 act[j] = a[j] * scale + shift
             for j in range(H2, 3 * H):
                 act[j] = a[j]
-        matmul_into(h[:, :], W_zr, acts[t, :, :H2], scale, one(scale))
+        matmul_into(h[:, :], W_zr, acts[t, :, :H2], scale, unit)
         for b in range(B):
             act = acts[t, b]
             zr = gates[b]
@@ -243,7 +244,7 @@ def gru_forward(projected, mask, h0, W_h, scale, shift, hard, hs, acts):
             q_b = q[b]
             for j in range(H):
                 q_b[j] = zr[H + j] * h_b[j]
-        matmul_into(q[:, :], W_c, acts[t, :, H2:], one(scale), one(scale))
+        matmul_into(q[:, :], W_c, acts[t, :, H2:], unit, unit)
         for b in range(B):
             c_b = acts[t, b, H2:]
             z_b = gates[b, :H]
@@ -254,7 +255,7 @@ def gru_forward(projected, mask, h0, W_h, scale, shift, hard, hs, acts):
                 c = tanh(c_b[j])
                 c_b[j] = c
                 out[j] = c + z_b[j] * (h_b[j] - c)
-            if m != one(m):
+            if m != unit:
                 for j in range(H):
                     out[j] = h_b[j] + m * (out[j] - h_b[j])
 
@@ -291,7 +292,8 @@ def gru_backward(mask, h0, W_h, hs, acts, g_hs, slope, hard, d_projected, d_h0, 
     dq = np.empty((B, H), dtype=hs.dtype)
     carry = d_h0
     carry[:] = 0
-    zero = one(slope) - one(slope)
+    unit = one(slope)
+    zero = unit - unit
     for t in range(T - 1, -1, -1):
         h = h0 if t == 0 else hs[t - 1]
         for b in range(B):
@@ -311,11 +313,11 @@ def gru_backward(mask, h0, W_h, hs, acts, g_hs, slope, hard, d_projected, d_h0, 
                     s = slope if (u >= 0) & (u <= 1) else zero
                 else:
                     z = u
-                    s = z * (one(z) - z)
+                    s = z * (unit - z)
                 d[j] = dn * (h_b[j] - c) * s
-                d[H2 + j] = dn * (one(z) - z) * (one(c) - c * c)
+                d[H2 + j] = dn * (unit - z) * (unit - c * c)
                 cr[j] = (dh - dn) + dn * z
-        matmul_into(d_projected[t, :, H2:], W_h[:, H2:].T, dq[:, :], one(slope), zero)
+        matmul_into(d_projected[t, :, H2:], W_h[:, H2:].T, dq[:, :], unit, zero)
         for b in range(B):
             h_b = h[b]
             act = acts[t, b]
@@ -330,14 +332,14 @@ def gru_backward(mask, h0, W_h, hs, acts, g_hs, slope, hard, d_projected, d_h0, 
                     s = slope if (u >= 0) & (u <= 1) else zero
                 else:
                     r = u
-                    s = r * (one(r) - r)
+                    s = r * (unit - r)
                 d[H + j] = dq_b[j] * h_b[j] * s
                 cr[j] += dq_b[j] * r
                 q_b[j] = r * h_b[j]
-        matmul_into(d_projected[t, :, :H2], W_h[:, :H2].T, carry[:, :], one(slope), one(slope))
+        matmul_into(d_projected[t, :, :H2], W_h[:, :H2].T, carry[:, :], unit, unit)
     # d_W_h = h_prev.T @ d_projected[..., :2H] | q.T @ d_projected[..., 2H:], summed over t and B
     flat = d_projected.reshape(T * B, 3 * H)
-    matmul_into(h0[:, :].T, flat[:B, :H2], d_W_h[:, :H2], one(slope), zero)
+    matmul_into(h0[:, :].T, flat[:B, :H2], d_W_h[:, :H2], unit, zero)
     if T > 1:
-        matmul_into(hs[: T - 1].reshape((T - 1) * B, H)[:, :].T, flat[B:, :H2], d_W_h[:, :H2], one(slope), one(slope))
-    matmul_into(q.reshape(T * B, H)[:, :].T, flat[:, H2:], d_W_h[:, H2:], one(slope), zero)
+        matmul_into(hs[: T - 1].reshape((T - 1) * B, H)[:, :].T, flat[B:, :H2], d_W_h[:, :H2], unit, unit)
+    matmul_into(q.reshape(T * B, H)[:, :].T, flat[:, H2:], d_W_h[:, H2:], unit, zero)
