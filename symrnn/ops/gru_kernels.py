@@ -3,10 +3,16 @@ r"""Numba kernels of the fused GRU layer: the forward and the backward pass over
 :class:`symrnn.ops.gru.FusedGRU` and :class:`symrnn.ops.gru.FusedGRUGrad` call
 :func:`gru_forward` and :func:`gru_backward` (the equations and the layout of
 ``acts`` are in :mod:`symrnn.ops.gru`). Each kernel runs its whole loop over
-time in compiled code: per step two matrix products through BLAS
-(:func:`matmul_into`, reading the blocks of ``W_h`` in place) and the
+time in compiled code: per step two matrix products through BLAS and the
 elementwise work in loops over the rows of (B, H) blocks, which the compiler
 vectorises (the nonlinearities come from :mod:`symrnn.ops.cell_math`).
+
+Matrix products: :func:`matmul_into` calls Numba's own C wrappers of SciPy's
+BLAS (those behind ``np.dot``) with leading dimensions and ``alpha``,
+``beta``, so that the blocks of ``W_h``, ``acts`` and ``d_projected`` are read
+and written in place, with no copies or transposes, and products add to what
+the block holds (``acts[t, :, :2H] = (0.2 a + 0.5) + 0.2 (h @ W_h[:, :2H])``).
+Up to 8 rows it calls ``gemv`` per row instead of ``gemm``.
 
 Fast-math flags: no ``nnan`` / ``ninf`` (a NaN or infinity in the inputs
 must reach the states and the gradients: training skips a step whose loss is
@@ -15,8 +21,9 @@ would move the hard sigmoid's clip boundaries off PyTensor's). Float
 division does not check for zero (``error_model="numpy"``), which lets the
 loops vectorise.
 
-One specialisation per dtype: the Ops hand over C-contiguous, writeable
-arrays, the gate as a flag and its constants as scalars of the dtype.
+One compiled specialisation per dtype: the Ops hand over C-contiguous,
+writeable arrays, the gate as a flag and its constants as scalars of the
+dtype; :func:`matmul_into` takes strided views only (layout ``"A"``).
 """
 
 from __future__ import annotations
@@ -36,8 +43,40 @@ _BLAS_KINDS = {types.float32: "s", types.float64: "d"}
 _NO_TRANSPOSE, _TRANSPOSE = ord("N"), ord("T")
 _NO_BLAS = "SciPy's BLAS (scipy.linalg.cython_blas) could not be loaded"
 # OpenBLAS's gemm packs the whole right-hand matrix on every call, which costs
-# more than a matrix-vector product per row for up to about 8 rows.
+# more than one matrix-vector product per row for up to about 8 rows.
 _MOST_ROWS_FOR_GEMV = 8
+
+
+# The arguments of Numba's BLAS wrappers after the kind letter ("s" or "d"): a flag byte, an
+# integer, a pointer to a scalar of the dtype, or an array's data pointer.
+_GEMM_ARGUMENTS = (
+    "flag", "flag", "int", "int", "int", "scalar", "array", "int", "array", "int", "scalar", "array", "int",
+)  # fmt: skip
+_GEMV_ARGUMENTS = ("flag", "int", "int", "scalar", "array", "int", "array", "scalar", "array")
+
+
+def _blas_codegen(symbol, argument_kinds, dtype):
+    """Code generator of a call to Numba's C wrapper ``symbol`` (``numba_xxgemm`` ...), returning its status."""
+
+    def codegen(context, builder, signature, args):
+        byte, void_p = ir.IntType(8), ir.IntType(8).as_pointer()
+        intp = context.get_value_type(types.intp)
+        llvm_types = {"flag": byte, "int": intp, "scalar": void_p, "array": void_p}
+        function_type = ir.FunctionType(ir.IntType(32), [byte, *(llvm_types[kind] for kind in argument_kinds)])
+        function = cgutils.get_or_insert_function(builder.module, function_type, symbol)
+        values = [ir.Constant(byte, ord(_BLAS_KINDS[dtype]))]
+        for kind, value_type, value in zip(argument_kinds, signature.args, args):
+            if kind == "array":
+                values.append(builder.bitcast(context.make_array(value_type)(context, builder, value).data, void_p))
+            elif kind == "scalar":
+                slot = cgutils.alloca_once_value(builder, context.cast(builder, value, value_type, dtype))
+                values.append(builder.bitcast(slot, void_p))
+            else:
+                integer = context.cast(builder, value, value_type, types.intp)
+                values.append(builder.trunc(integer, byte) if kind == "flag" else integer)
+        return builder.call(function, values)
+
+    return codegen
 
 
 @intrinsic
@@ -50,43 +89,8 @@ def _gemm(typingctx, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, 
     """
     if c.dtype not in _BLAS_KINDS:
         return None
-    kind = _BLAS_KINDS[c.dtype]
     signature = types.int32(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-
-    def codegen(context, builder, signature, args):
-        byte, void_p = ir.IntType(8), ir.IntType(8).as_pointer()
-        intp = context.get_value_type(types.intp)
-        function_type = ir.FunctionType(
-            ir.IntType(32), [byte, byte, byte, intp, intp, intp, void_p, void_p, intp, void_p, intp, void_p, void_p, intp]
-        )
-        function = cgutils.get_or_insert_function(builder.module, function_type, "numba_xxgemm")
-        values = dict(zip(("trans_a", "trans_b", "m", "n", "k", "alpha", "a", "lda", "b", "ldb", "beta", "c", "ldc"),
-                          zip(signature.args, args)))  # fmt: skip
-
-        def integer(name):
-            return context.cast(builder, values[name][1], values[name][0], types.intp)
-
-        def flag(name):
-            return builder.trunc(integer(name), byte)
-
-        def pointer(name):
-            array_type, array = values[name]
-            return builder.bitcast(context.make_array(array_type)(context, builder, array).data, void_p)
-
-        def scalar_slot(name):
-            value = context.cast(builder, values[name][1], values[name][0], c.dtype)
-            return builder.bitcast(cgutils.alloca_once_value(builder, value), void_p)
-
-        return builder.call(
-            function,
-            [
-                ir.Constant(byte, ord(kind)), flag("trans_a"), flag("trans_b"),
-                integer("m"), integer("n"), integer("k"), scalar_slot("alpha"), pointer("a"), integer("lda"),
-                pointer("b"), integer("ldb"), scalar_slot("beta"), pointer("c"), integer("ldc"),
-            ],
-        )  # fmt: skip
-
-    return signature, codegen
+    return signature, _blas_codegen("numba_xxgemm", _GEMM_ARGUMENTS, c.dtype)
 
 
 @intrinsic
@@ -94,36 +98,8 @@ def _gemv(typingctx, trans, m, n, alpha, a, lda, x, beta, y):
     """Column-major BLAS ``gemv`` (unit strides of ``x`` and ``y``) through Numba's wrapper ``numba_xxgemv``."""
     if y.dtype not in _BLAS_KINDS:
         return None
-    kind = _BLAS_KINDS[y.dtype]
     signature = types.int32(trans, m, n, alpha, a, lda, x, beta, y)
-
-    def codegen(context, builder, signature, args):
-        byte, void_p = ir.IntType(8), ir.IntType(8).as_pointer()
-        intp = context.get_value_type(types.intp)
-        function_type = ir.FunctionType(ir.IntType(32), [byte, byte, intp, intp, void_p, void_p, intp, void_p, void_p, void_p])
-        function = cgutils.get_or_insert_function(builder.module, function_type, "numba_xxgemv")
-        values = dict(zip(("trans", "m", "n", "alpha", "a", "lda", "x", "beta", "y"), zip(signature.args, args)))
-
-        def integer(name):
-            return context.cast(builder, values[name][1], values[name][0], types.intp)
-
-        def pointer(name):
-            array_type, array = values[name]
-            return builder.bitcast(context.make_array(array_type)(context, builder, array).data, void_p)
-
-        def scalar_slot(name):
-            value = context.cast(builder, values[name][1], values[name][0], y.dtype)
-            return builder.bitcast(cgutils.alloca_once_value(builder, value), void_p)
-
-        return builder.call(
-            function,
-            [
-                ir.Constant(byte, ord(kind)), builder.trunc(integer("trans"), byte), integer("m"), integer("n"),
-                scalar_slot("alpha"), pointer("a"), integer("lda"), pointer("x"), scalar_slot("beta"), pointer("y"),
-            ],
-        )  # fmt: skip
-
-    return signature, codegen
+    return signature, _blas_codegen("numba_xxgemv", _GEMV_ARGUMENTS, y.dtype)
 
 
 @njit(cache=True)
@@ -201,9 +177,10 @@ def gru_forward(projected, mask, h0, W_h, scale, shift, hard, hs, acts):
     h0 : ndarray (B, H)
     W_h : ndarray (H, 3H)
     scale, shift : scalar
-        The gate's argument is ``u = scale * v + shift``: 0.2 and 0.5 for the
-        hard sigmoid (``sig = clip(u, 0, 1)``), 1 and 0 for the sigmoid
-        (``sig = sigmoid(u)``).
+        The gates' argument ``u = scale * v + shift`` (``v`` the pre-activation
+        ``a + h @ W_h``, ``u`` computed as ``(scale * a + shift) + scale * (h @
+        W_h)``): 0.2 and 0.5 for the hard sigmoid (``sig = clip(u, 0, 1)``), 1
+        and 0 for the sigmoid (``sig = sigmoid(u)``).
     hard : bool
         Hard sigmoid (``acts`` keeps ``u``) or sigmoid (``acts`` keeps the gates).
     hs : ndarray (T, B, H)
