@@ -64,3 +64,16 @@ def test_matmul_into_refuses_arrays_without_a_unit_stride():
     a = np.ones((3, 8))[:, ::2]
     with pytest.raises(ValueError, match="unit strides"):
         _matmul_into(a, np.ones((4, 2)), np.zeros((3, 2)), 1.0, 0.0)
+
+
+@pytest.mark.parametrize("M,K,N", [(1, 1, 1), (1, 3, 1), (9, 1, 4), (2, 1, 1), (9, 3, 1), (1, 1, 4)])
+@pytest.mark.parametrize("a_by_columns", [False, True])
+@pytest.mark.parametrize("b_by_columns", [False, True])
+def test_matmul_into_takes_single_rows_and_columns_in_either_layout(M, K, N, a_by_columns, b_by_columns):
+    # a dimension of length 1 leaves its stride arbitrary; the leading dimension must still suit BLAS
+    rng = np.random.default_rng(M * 100 + K * 10 + N)
+    a = _operand(rng, M, K, "float64", a_by_columns)
+    b = _operand(rng, K, N, "float64", b_by_columns)
+    c = np.zeros((M, N))
+    _matmul_into(a, b, c, 1.0, 0.0)
+    np.testing.assert_allclose(c, a @ b, rtol=1e-13, atol=1e-13)
