@@ -98,6 +98,8 @@ def limit_blas_threads(threads: int) -> None:
     if threads == 0:
         return
     import numba
+    # Loads SciPy's BLAS, which the Numba kernels' matrix products call, so that the limit reaches it too.
+    import scipy.linalg.cython_blas  # noqa: F401
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=threads, user_api="blas")

@@ -21,6 +21,7 @@ NUMPY_ONLY = [
     "symrnn.errors", "symrnn.files", "symrnn.legacy", "symrnn.metrics", "symrnn.npz", "symrnn.ops.kernels", "symrnn.ops.sampling_kernels", "symrnn.paths",
     "symrnn.plotting", "symrnn.reading", "symrnn.sampling", "symrnn.settings_json", "symrnn.streams", "symrnn.token_cache", "symrnn.tokenize",
     "symrnn.training", "symrnn.vocab",
+    "symrnn.ops.gru_kernels",
 ]
 
 # The tutorial's own API prints by contract (load_data's five lines, print_sentence, the gradient check).

@@ -357,3 +357,109 @@ def test_ops_compare_equal_by_gate():
     assert FusedGRU("sigmoid") != FusedGRU("hard_sigmoid")
     assert FusedGRUGrad("sigmoid") == FusedGRUGrad("sigmoid")
     assert hash(FusedGRU()) == hash(FusedGRU("hard_sigmoid"))
+
+
+# --------------------------------------------------------------------------
+# The Numba kernels' float32 arithmetic, strides, padding and NaN
+# --------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def compiled_fused(gate, dtype):
+    """Compiled fused layer: ``f(P, M, h0, W, R) -> [hs, d_P, d_h0, d_W]`` of the cost ``sum(hs * R)``."""
+    P, R = pt.tensor3("P", dtype=dtype), pt.tensor3("R", dtype=dtype)
+    M, h0, W = (pt.matrix(name, dtype=dtype) for name in ("M", "h0", "W"))
+    hs = fused_gru(P, M, h0, W, gate=gate)
+    return pytensor.function([P, M, h0, W, R], [hs, *pt.grad(pt.sum(hs * R), [P, h0, W])], mode=MODE)
+
+
+def float64_references(gate, P, M, h0, W, R):
+    """hs of the float64 NumPy layer and the gradients of the float64 scan graph, from float32 inputs."""
+    P, M, h0, W, R = (x.astype("float64") for x in (P, M, h0, W, R))
+    _, scan = compiled_pair(gate, "float64", W.shape[0])
+    return [numpy_gru(P, M, h0, W, gate), *scan(P, M, h0, W, R)[1:]]
+
+
+@pytest.mark.parametrize("gate", GATES)
+@pytest.mark.parametrize("T,B", [(1, 1), (1, 12), (6, 3), (5, 12)])
+def test_float32_states_and_gradients_equal_the_float64_references_within_float32_rounding(gate, T, B):
+    # B = 12 takes the matrix-matrix products, B <= 8 one matrix-vector product per row
+    H = 5
+    lengths = None if T == 1 else [T - i % 3 for i in range(B)]
+    P, M, h0, W = gru_inputs(T, B, H, dtype="float32", lengths=lengths, seed=30 + T + B)
+    R = np.random.default_rng(31).normal(size=(T, B, H)).astype("float32")
+    got = compiled_fused(gate, "float32")(P, M, h0, W, R)
+    want = float64_references(gate, P, M, h0, W, R)
+    for name, g, w in zip(["hs", "d_projected", "d_h0", "d_W_h"], got, want):
+        assert g.dtype == np.float32, name
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def nan_patterns(values):
+    return [np.isnan(v) for v in values]
+
+
+@pytest.mark.parametrize("gate", GATES)
+@pytest.mark.parametrize("where", ["projected", "W_h"])
+def test_a_nan_in_the_inputs_reaches_the_states_and_gradients_the_float64_references_give_nan(gate, where):
+    # training skips a step whose loss is NaN: no fast-math flag may drop a NaN or make one up
+    T, B, H = 5, 12, 5
+    P, M, h0, W = gru_inputs(T, B, H, dtype="float32", lengths=[5, 4, 3] * 4, seed=33)
+    if where == "projected":
+        P[2, 1, 7] = np.nan  # the reset gate of sequence 1 at step 2: the other sequences stay finite
+    else:
+        W[3, 2 * H + 1] = np.nan  # a candidate weight: every state turns NaN from step 1 on
+    R = np.random.default_rng(34).normal(size=(T, B, H)).astype("float32")
+    got = nan_patterns(compiled_fused(gate, "float32")(P, M, h0, W, R))
+    want = nan_patterns(float64_references(gate, P, M, h0, W, R))
+    for name, g, w in zip(["hs", "d_projected", "d_h0", "d_W_h"], got, want):
+        np.testing.assert_array_equal(g, w, err_msg=name)
+    hs_nan = got[0]
+    if where == "projected":
+        assert hs_nan[2:, 1].any() and not np.delete(hs_nan, 1, axis=1).any()
+    else:
+        assert hs_nan[1:].all() and got[3].all()
+
+
+@pytest.mark.parametrize("gate", GATES)
+def test_transposed_sliced_and_read_only_inputs_give_the_results_of_contiguous_ones(gate):
+    T, B, H = 4, 3, 5
+    P, M, h0, W = gru_inputs(T, B, H, dtype="float32", lengths=[4, 2, 3], seed=35)
+    R = np.random.default_rng(36).normal(size=(T, B, H)).astype("float32")
+    want = compiled_fused(gate, "float32")(P, M, h0, W, R)
+    # the graph hands the Ops views: projected (B, T, 3H) transposed, W_h every other column of a wider
+    # matrix, h0 and the mask transposed; the cost weights R are a read-only constant
+    P_bt, M_bt, h0_t = (pt.tensor3("P_bt", dtype="float32"), pt.matrix("M_bt", dtype="float32"),
+                        pt.matrix("h0_t", dtype="float32"))  # fmt: skip
+    W_wide = pt.matrix("W_wide", dtype="float32")
+    hs = fused_gru(P_bt.dimshuffle(1, 0, 2), M_bt.T, h0_t.T, W_wide[:, ::2], gate=gate)
+    read_only_R = R.copy()
+    read_only_R.flags.writeable = False
+    grads = pt.grad(pt.sum(hs * pt.constant(read_only_R)), [P_bt, h0_t, W_wide])
+    f = pytensor.function([P_bt, M_bt, h0_t, W_wide], [hs, *grads], mode=MODE)
+    W_wide_value = np.zeros((H, 6 * H), dtype="float32")
+    W_wide_value[:, ::2] = W
+    inputs = [np.ascontiguousarray(x) for x in (P.transpose(1, 0, 2), M.T, h0.T)]
+    got_hs, d_P_bt, d_h0_t, d_W_wide = f(*inputs, W_wide_value)
+    np.testing.assert_array_equal(got_hs, want[0])
+    np.testing.assert_array_equal(d_P_bt.transpose(1, 0, 2), want[1])
+    np.testing.assert_array_equal(d_h0_t.T, want[2])
+    np.testing.assert_array_equal(d_W_wide[:, ::2], want[3])
+    assert not d_W_wide[:, 1::2].any()
+
+
+@pytest.mark.parametrize("gate", GATES)
+def test_fully_padded_float32_sequences_keep_h0_and_pass_their_state_gradient_straight_to_it(gate):
+    T, B, H = 4, 12, 5
+    lengths = [0, 3, 0, 4] * 3
+    P, M, h0, W = gru_inputs(T, B, H, dtype="float32", lengths=lengths, seed=37)
+    R = np.random.default_rng(38).normal(size=(T, B, H)).astype("float32")
+    hs, d_P, d_h0, d_W = compiled_fused(gate, "float32")(P, M, h0, W, R)
+    padded = [j for j, L in enumerate(lengths) if L == 0]
+    np.testing.assert_array_equal(hs[:, padded], np.broadcast_to(h0[padded], (T, len(padded), H)))
+    np.testing.assert_allclose(d_h0[padded], R[:, padded].astype("float64").sum(axis=0), rtol=1e-6, atol=1e-6)
+    assert not d_P[:, padded].any()
+    # a batch with no token at all: no weight gradient either
+    _, d_P, d_h0, d_W = compiled_fused(gate, "float32")(P, np.zeros_like(M), h0, W, R)
+    assert not d_P.any() and not d_W.any()
+    np.testing.assert_allclose(d_h0, R.astype("float64").sum(axis=0), rtol=1e-6, atol=1e-6)

@@ -39,6 +39,18 @@ def test_configure_process_keeps_the_threading_layer_the_user_chose(tmp_path):
     assert run_probe(tmp_path, code, NUMBA_THREADING_LAYER="omp") == "omp"
 
 
+def test_the_blas_thread_limit_reaches_the_blas_of_the_numba_kernels_too(tmp_path):
+    # NumPy and the Numba kernels (through SciPy) each load their own OpenBLAS; the GRU kernels load SciPy's late
+    code = "from scripts.process import configure_process\nconfigure_process(blas_threads=1)\n"
+    code += "import numpy as np\nfrom symrnn.ops.gru import FusedGRU\n"
+    code += "FusedGRU().forward(np.ones((2, 9, 12)), np.ones((2, 9)), [np.zeros((9, 4))], np.ones((4, 12)))\n"
+    code += "import json, threadpoolctl\n"
+    code += "blas = [i for i in threadpoolctl.threadpool_info() if i['user_api'] == 'blas']\n"
+    code += "print(json.dumps([(i['filepath'], i['num_threads']) for i in blas]))\n"
+    libraries = run_probe(tmp_path, code)
+    assert len(libraries) >= 2 and all(threads == 1 for _, threads in libraries), libraries
+
+
 def test_importing_and_using_the_library_changes_no_process_wide_setting(tmp_path):
     code = """
 import json, logging, warnings

@@ -32,6 +32,9 @@ Modules
     one Numba pass (used by :mod:`symrnn.updates` with ``fused=True``).
 :mod:`symrnn.ops.cell_math`
     float32 ``tanh`` and ``sigmoid`` that vectorise inside Numba loops.
+:mod:`symrnn.ops.gru_kernels`
+    The fused GRU layer's forward and backward loops over time as Numba
+    kernels (NumPy and Numba only), with their BLAS matrix products.
 :mod:`symrnn.ops.checks`
     Input checks the Ops share.
 

@@ -2,10 +2,12 @@ r"""The fused GRU layer: one PyTensor Op over all time steps, and its gradient O
 
 PyTensor's ``scan`` is slow on CPU, above all its gradient. :func:`fused_gru`
 (Ops :class:`FusedGRU` and :class:`FusedGRUGrad`) runs a whole GRU layer over
-T time steps, with padding mask, in one Op whose ``perform`` is vectorised
-NumPy (matrix products through BLAS via ``numpy.matmul``) and whose gradient is
-again one Op (the shared graph side is in :mod:`symrnn.ops.fused_layer`).
-float32 inputs stay float32 throughout (no upcasts); float64 is accepted.
+T time steps, with padding mask, in one Op, and its gradient in another (the
+shared graph side is in :mod:`symrnn.ops.fused_layer`). Their ``perform``
+allocates the outputs and calls a Numba kernel of
+:mod:`symrnn.ops.gru_kernels` that runs the whole loop over time in compiled
+code (matrix products through BLAS). float32 inputs stay float32 throughout
+(no upcasts); float64 is accepted.
 :mod:`symrnn.recurrence` chooses between it and ``scan``.
 
 GRU equations (time-major, ``H`` hidden units, gate blocks ordered
@@ -27,18 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from symrnn.ops.fused_layer import (
-    FusedLayer,
-    FusedLayerGrad,
-    activate_gates,
-    apply_fused_layer,
-    carry_padding,
-    check_gate,
-    gate_inputs,
-    gate_values_and_slopes,
-    previous_states,
-    transposed_for_batch,
-)
+from symrnn.ops.fused_layer import FusedLayer, FusedLayerGrad, apply_fused_layer, check_gate
+from symrnn.ops.gru_kernels import gru_backward, gru_forward
 
 __all__ = ["FusedGRU", "FusedGRUGrad", "fused_gru"]
 
@@ -95,43 +87,14 @@ class FusedGRU(FusedLayer):
     def forward(self, projected, mask, initial, W_h):
         (h0,) = initial
         T, B, H3 = projected.shape
-        H = H3 // 3
-        H2 = 2 * H
         dtype = projected.dtype
-        hard = self.gate == "hard_sigmoid"
-        hs = np.empty((T, B, H), dtype=dtype)
-        acts = np.empty((T, B, 3 * H), dtype=dtype)
-        S = acts[:, :, :H2]  # hard: unclipped 0.2 v + 0.5; sigmoid: [z | r]
-        C = acts[:, :, H2:]  # candidates c
-        A_c = projected[:, :, H2:]
-        W_zr = gate_inputs(projected[:, :, :H2], W_h[:, :H2], hard, out=S)
-        W_c = np.ascontiguousarray(W_h[:, H2:])
-        pre_zr = np.empty((B, H2), dtype=dtype)
-        zr_buf = np.empty((B, H2), dtype=dtype)
-        pre_c = np.empty((B, H), dtype=dtype)
-        q = np.empty((B, H), dtype=dtype)
-        d = np.empty((B, H), dtype=dtype)
-        full = np.all(mask == 1, axis=1)
-        m_col = mask[:, :, None]
-        h = h0
-        for t in range(T):
-            np.matmul(h, W_zr, out=pre_zr)
-            np.add(S[t], pre_zr, out=S[t])
-            zr = activate_gates(S[t], hard, zr_buf)
-            c = C[t]
-            np.multiply(zr[:, H:], h, out=q)  # q = r * h
-            np.matmul(q, W_c, out=pre_c)
-            np.add(pre_c, A_c[t], out=pre_c)
-            np.tanh(pre_c, out=c)
-            # h_new = c + z * (h - c)
-            np.subtract(h, c, out=d)
-            np.multiply(d, zr[:, :H], out=d)
-            if full[t]:
-                np.add(d, c, out=hs[t])
-            else:
-                np.add(d, c, out=d)
-                carry_padding(d, h, m_col[t], out=hs[t])
-            h = hs[t]
+        scale, shift = _gate_scale_and_shift(self.gate, dtype)
+        hs = np.empty((T, B, H3 // 3), dtype=dtype)
+        acts = np.empty((T, B, H3), dtype=dtype)
+        gru_forward(
+            _kernel_operand(projected), _kernel_operand(mask), _kernel_operand(h0), _kernel_operand(W_h),
+            scale, shift, self.gate == "hard_sigmoid", hs, acts,
+        )  # fmt: skip
         return [hs], acts
 
 
@@ -180,10 +143,10 @@ class FusedGRUGrad(FusedLayerGrad):
         d_W_h[:, :2H] = h_prev.T @ d_projected[:, :, :2H]
         d_W_h[:, 2H:] = q.T @ d_projected[:, :, 2H:]
 
-    The factors that depend on the forward pass alone (``sig' * (h - c)``,
-    ``sig' * h``, ``(1 - z) * (1 - c**2)`` and ``q``) are computed for all
-    steps at once before the loop, so that a step costs two matrix products
-    and about nine elementwise NumPy calls.
+    :func:`symrnn.ops.gru_kernels.gru_backward` runs this loop: per step the
+    products with ``W_h[:, 2H:].T`` and ``W_h[:, :2H].T`` through BLAS, the
+    rest in two elementwise passes over the rows; the two products for
+    ``d_W_h`` follow the loop.
     """
 
     __props__ = ("gate",)
@@ -196,59 +159,16 @@ class FusedGRUGrad(FusedLayerGrad):
         (h0,), (hs,), (g_hs,) = initial, states, g_states
         T, B, H = hs.shape
         dtype = hs.dtype
-        H2 = 2 * H
         d_proj = np.empty((T, B, 3 * H), dtype=dtype)
+        d_h0 = np.empty((B, H), dtype=dtype)
         d_W = np.empty((H, 3 * H), dtype=dtype)
-        carry = np.zeros((B, H), dtype=dtype)  # gradient w.r.t. the state before step t+1
-        # Everything that depends on the forward pass alone, for all steps at once.
-        h_prev = previous_states(h0, hs)
-        C = acts[:, :, H2:]
-        ZR, G = gate_values_and_slopes(acts[:, :, :H2], self.gate == "hard_sigmoid")
-        Z = ZR[:, :, :H]
-        R = ZR[:, :, H:]
-        G_z = G[:, :, :H]  # sig'(z pre-activation) * (h - c)
-        np.multiply(G_z, np.subtract(h_prev, C), out=G_z)
-        G_r = G[:, :, H:]  # sig'(r pre-activation) * h
-        np.multiply(G_r, h_prev, out=G_r)
-        G_c = np.multiply(C, C)  # (1 - z) * (1 - c**2)
-        np.subtract(1, G_c, out=G_c)
-        np.multiply(G_c, np.subtract(1, Z), out=G_c)
-        Q = np.multiply(R, h_prev)  # q = r * h
-        W_zrT = transposed_for_batch(W_h[:, :H2], B)
-        W_cT = transposed_for_batch(W_h[:, H2:], B)
-        dh = np.empty((B, H), dtype=dtype)
-        dn_buf = np.empty((B, H), dtype=dtype)
-        dq = np.empty((B, H), dtype=dtype)
-        tmp = np.empty((B, H), dtype=dtype)
-        back = np.empty((B, H), dtype=dtype)
-        full = np.all(mask == 1, axis=1)
-        m_col = mask[:, :, None]
-        for t in range(T - 1, -1, -1):
-            np.add(g_hs[t], carry, out=dh)
-            if full[t]:
-                dn = dh
-            else:
-                dn = np.multiply(dh, m_col[t], out=dn_buf)
-            da = d_proj[t]
-            np.multiply(dn, G_z[t], out=da[:, :H])
-            np.multiply(dn, G_c[t], out=da[:, H2:])
-            np.matmul(da[:, H2:], W_cT, out=dq)
-            np.multiply(dq, G_r[t], out=da[:, H:H2])
-            # gradient w.r.t. the state before step t
-            if full[t]:
-                np.multiply(dn, Z[t], out=carry)
-            else:
-                np.subtract(dh, dn, out=carry)  # (1 - m) * dh
-                np.multiply(dn, Z[t], out=tmp)
-                np.add(carry, tmp, out=carry)
-            np.multiply(dq, R[t], out=tmp)
-            np.add(carry, tmp, out=carry)
-            np.matmul(da[:, :H2], W_zrT, out=back)
-            np.add(carry, back, out=carry)
-        flat = d_proj.reshape(T * B, 3 * H)
-        np.matmul(h_prev.reshape(T * B, H).T, flat[:, :H2], out=d_W[:, :H2])
-        np.matmul(Q.reshape(T * B, H).T, flat[:, H2:], out=d_W[:, H2:])
-        return d_proj, [carry], d_W
+        slope, _ = _gate_scale_and_shift(self.gate, dtype)
+        gru_backward(
+            _kernel_operand(mask), _kernel_operand(h0), _kernel_operand(W_h),
+            _kernel_operand(hs), _kernel_operand(acts), _kernel_operand(g_hs),
+            slope, self.gate == "hard_sigmoid", d_proj, d_h0, d_W,
+        )  # fmt: skip
+        return d_proj, [d_h0], d_W
 
 
 def fused_gru(projected, mask, h0, W_h, gate="hard_sigmoid"):
@@ -289,3 +209,18 @@ def fused_gru(projected, mask, h0, W_h, gate="hard_sigmoid"):
     """
     (hs,) = apply_fused_layer(FusedGRU(gate), projected, mask, [h0], W_h)
     return hs
+
+
+def _gate_scale_and_shift(gate, dtype):
+    """The gate argument's ``u = scale * v + shift`` as ``dtype`` scalars: 0.2 and 0.5 (hard sigmoid) or 1 and 0."""
+    scale, shift = (0.2, 0.5) if gate == "hard_sigmoid" else (1.0, 0.0)
+    return dtype.type(scale), dtype.type(shift)
+
+
+def _kernel_operand(x):
+    """``x`` as a writeable C-contiguous array (a copy if it is not one).
+
+    The kernels then see one array type per dtype and compile once for it;
+    PyTensor may hand ``perform`` strided views or read-only constants.
+    """
+    return x if x.flags.c_contiguous and x.flags.writeable else np.array(x, order="C")
