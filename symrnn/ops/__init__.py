@@ -25,6 +25,9 @@ Modules
 :mod:`symrnn.ops.kernels`
     The Numba kernels (NumPy and Numba only, no PyTensor): the output layer's
     float32 softmax and the sampler of :mod:`symrnn.sampling`.
+:mod:`symrnn.ops.lstm_kernels`, :mod:`symrnn.ops.rnn_kernels`
+    The Numba kernels of the fused LSTM and RNN layers (NumPy and Numba only):
+    all time steps of a layer's forward or backward pass in one call.
 :mod:`symrnn.ops.checks`
     Input checks the Ops share.
 
