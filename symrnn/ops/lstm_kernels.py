@@ -25,6 +25,7 @@ import numpy as np
 from numba import njit
 
 from symrnn.ops import cell_math
+# Numba's disk cache checks this file alone: after changing carry_padding, touch this file too.
 from symrnn.ops.rnn_kernels import LOOP_FASTMATH, carry_padding
 
 __all__ = ["HARD_SIGMOID_SLOPE", "lstm_backward", "lstm_forward"]
