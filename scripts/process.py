@@ -93,11 +93,12 @@ def keep_freed_memory_for_reuse() -> None:
 
 
 def limit_blas_threads(threads: int) -> None:
-    """Run NumPy's BLAS (which PyTensor's CPU backend calls) and symrnn's Numba kernels
-    on ``threads`` threads (0: leave as is)."""
+    """Run NumPy's BLAS (which PyTensor's CPU backend calls), SciPy's (which the fused
+    layers' Numba kernels call) and symrnn's Numba kernels on ``threads`` threads (0: leave as is)."""
     if threads == 0:
         return
     import numba
+    import scipy.linalg.cython_blas  # noqa: F401  the BLAS of Numba's np.dot, loaded so that the limit reaches it
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=threads, user_api="blas")

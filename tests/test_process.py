@@ -73,3 +73,18 @@ configure_process(backend="jax")
 print(json.dumps([cpu, jax.config.jax_default_matmul_precision, bool(jax.config.jax_compilation_cache_dir)]))
 """
     assert run_probe(tmp_path, code) == [None, "highest", True]
+
+
+def test_blas_threads_reach_the_blas_that_the_fused_layer_kernels_call(tmp_path):
+    code = """
+from scripts.process import configure_process
+configure_process(blas_threads=1)
+import json, numpy as np
+from threadpoolctl import threadpool_info
+from symrnn.ops.lstm import FusedLSTM
+f = np.float32
+FusedLSTM().forward(np.zeros((2, 2, 64), f), np.ones((2, 2), f), [np.zeros((2, 16), f)] * 2, np.zeros((16, 64), f))
+print(json.dumps([(info["filepath"], info["num_threads"]) for info in threadpool_info() if info["user_api"] == "blas"]))
+"""
+    threads = [count for _, count in run_probe(tmp_path, code)]
+    assert threads and threads == [1] * len(threads)
