@@ -57,6 +57,8 @@ def lstm_forward(projected, mask, h0, c0, W_h, hard, slope, hs, cs, acts):
     T, B, H4 = projected.shape
     H = H4 // 4
     H3 = 3 * H
+    one = cell_math.one(slope)
+    half = one / (one + one)
     pre = np.empty((B, H4), dtype=projected.dtype)
     for t in range(T):
         h_prev = h0 if t == 0 else hs[t - 1]
@@ -64,8 +66,6 @@ def lstm_forward(projected, mask, h0, c0, W_h, hard, slope, hs, cs, acts):
         np.dot(h_prev, W_h, pre)
         for b in range(B):
             x, p, a, c, c_new, h_new = projected[t, b], pre[b], acts[t, b], c_prev[b], cs[t, b], hs[t, b]
-            one = cell_math.one(slope)
-            half = one / (one + one)
             x_ifo, p_ifo, a_ifo = x[:H3], p[:H3], a[:H3]
             if hard:
                 for j in range(H3):
