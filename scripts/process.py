@@ -93,8 +93,8 @@ def keep_freed_memory_for_reuse() -> None:
 
 
 def limit_blas_threads(threads: int) -> None:
-    """Run NumPy's BLAS (which PyTensor's CPU backend calls) and symrnn's Numba kernels
-    on ``threads`` threads (0: leave as is)."""
+    """Run NumPy's BLAS (which PyTensor's CPU backend calls), SciPy's (which the fused
+    layers' Numba kernels call) and symrnn's Numba kernels on ``threads`` threads (0: leave as is)."""
     if threads == 0:
         return
     import numba

@@ -209,3 +209,87 @@ def assert_the_generation_step_uses_the_fused_op(cell, gate, op_type):
     ids = np.array([1, 5, 7], dtype="int32")
     for got, want in zip(steps["auto"](ids, *states), steps["scan"](ids, *states)):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-13)
+
+
+def _f64_scan(cell, gate, P, M, initial, W, R):
+    return run_layer(cell, gate, "scan", _f64(P), _f64(M), _f64(initial), _f64(W), _f64(R))
+
+
+def assert_float32_is_within_float32_rounding_of_the_float64_scan(cell, gate):
+    """float32 states and gradients within a few float32 roundings (of the largest value) of the float64 scan.
+
+    H = 37 runs both the vectorised loops of the kernels and their remainders.
+    """
+    T, B, H = 10, 3, 37
+    P, M, initial, W = layer_inputs(cell, T, B, H, dtype="float32", seed=5, lengths=[10, 6, 0])
+    R = cost_weights(cell, T, B, H, dtype="float32", seed=6)
+    got = run_layer(cell, gate, "fused", P, M, initial, W, R)
+    want = _f64_scan(cell, gate, P, M, initial, W, R)
+    for name, value in got.items():
+        assert value.dtype == np.float32, name
+        np.testing.assert_allclose(value, want[name], rtol=1e-5, atol=1e-6 * np.abs(want[name]).max(), err_msg=name)
+
+
+def assert_nan_reaches_the_states_and_gradients(cell, gate):
+    """float32: a NaN in W_h makes every later state and every gradient NaN; a NaN in one
+    sequence's projected input does so for that sequence (and W_h's gradient) only."""
+    T, B, H = 4, 3, 37
+    P, M, initial, W = layer_inputs(cell, T, B, H, dtype="float32", seed=2)
+    R = cost_weights(cell, T, B, H, dtype="float32", seed=3)
+    W_nan = W.copy()
+    W_nan[2, 5] = np.nan
+    out = run_layer(cell, gate, "fused", P, M, initial, W_nan, R)
+    for name, value in out.items():
+        assert np.isnan(value[1:] if name.startswith("state") else value).all(), name
+    P_nan = P.copy()
+    P_nan[0, 0, 1] = np.nan
+    out = run_layer(cell, gate, "fused", P_nan, M, initial, W, R)
+    for name, value in out.items():
+        if name == "d_W_h":
+            assert np.isnan(value).all()
+            continue
+        rows = value[1:, 0] if name.startswith("state") else value[:, 0] if name == "d_projected" else value[0]
+        others = value[:, 1:] if value.ndim == 3 else value[1:]
+        assert np.isnan(rows).all() and np.isfinite(others).all(), name
+
+
+def assert_a_fully_padded_float32_batch_keeps_its_initial_states(cell, gate):
+    """All-zero mask: the states stay the initial ones, which get the whole gradient; nothing reaches projected or W_h."""
+    T, B, H = 5, 3, 20
+    P, M, initial, W = layer_inputs(cell, T, B, H, dtype="float32", seed=8, lengths=[0, 0, 0])
+    R = cost_weights(cell, T, B, H, dtype="float32", seed=9)
+    out = run_layer(cell, gate, "fused", P, M, initial, W, R)
+    for i, (s0, r) in enumerate(zip(initial, R)):
+        assert out[f"state {i}"].dtype == np.float32
+        np.testing.assert_array_equal(out[f"state {i}"], np.broadcast_to(s0, (T, B, H)))
+        np.testing.assert_allclose(out[f"d_initial {i}"], r.sum(axis=0, dtype=np.float64), rtol=1e-6, atol=1e-6)
+    assert not out["d_projected"].any() and not out["d_W_h"].any()
+
+
+def _oddly_strided(x):
+    """``x``'s values in a view with a negative first stride and a last stride of two elements."""
+    holder = np.zeros(x.shape[:-1] + (2 * x.shape[-1],), dtype=x.dtype)
+    holder[..., ::2] = x
+    view = np.ascontiguousarray(holder[::-1])[::-1][..., ::2]
+    assert not view.flags.c_contiguous and not view.flags.f_contiguous
+    return view
+
+
+def assert_strided_inputs_give_the_results_of_contiguous_ones(op, cell):
+    """The Ops' forward and backward, handed strided and Fortran-ordered arrays, return what they do for C-ordered copies."""
+    T, B, H = 5, 3, 20
+    P, M, initial, W = layer_inputs(cell, T, B, H, dtype="float32", seed=11, lengths=[5, 2, 4])
+    states, acts = op.forward(P, M, initial, W)
+    G = cost_weights(cell, T, B, H, dtype="float32", seed=12)
+    grads = op.grad_op().backward(M, initial, W, states, acts, G)
+    odd_states, odd_acts = op.forward(_oddly_strided(P), np.asfortranarray(M), [_oddly_strided(s) for s in initial],
+                                      np.asfortranarray(W))
+    odd_grads = op.grad_op().backward(
+        _oddly_strided(M), [np.asfortranarray(s) for s in initial], _oddly_strided(W),
+        [_oddly_strided(s) for s in states], _oddly_strided(acts), [np.asfortranarray(g) for g in G],
+    )
+    for got, want in zip([*odd_states, odd_acts], [*states, acts]):
+        np.testing.assert_array_equal(got, want)
+    (d_proj, d_initial, d_W), (odd_d_proj, odd_d_initial, odd_d_W) = grads, odd_grads
+    for got, want in zip([odd_d_proj, *odd_d_initial, odd_d_W], [d_proj, *d_initial, d_W]):
+        np.testing.assert_array_equal(got, want)

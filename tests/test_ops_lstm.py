@@ -10,6 +10,10 @@ from pytensor.gradient import NullTypeGradError, verify_grad
 
 from symrnn.ops.lstm import FusedLSTM, FusedLSTMGrad, fused_lstm
 from tests.fused_layer_checks import (
+    assert_a_fully_padded_float32_batch_keeps_its_initial_states,
+    assert_float32_is_within_float32_rounding_of_the_float64_scan,
+    assert_nan_reaches_the_states_and_gradients,
+    assert_strided_inputs_give_the_results_of_contiguous_ones,
     GATES,
     PY_MODE,
     assert_float32_stays_float32,
@@ -137,3 +141,28 @@ def test_ops_compare_equal_by_gate():
     assert FusedLSTM() == FusedLSTM("sigmoid") != FusedLSTM("hard_sigmoid")
     assert FusedLSTMGrad("hard_sigmoid") == FusedLSTMGrad("hard_sigmoid")
     assert hash(FusedLSTM()) == hash(FusedLSTM("sigmoid"))
+
+
+@pytest.mark.parametrize("gate", GATES)
+def test_float32_states_and_gradients_are_within_float32_rounding_of_the_float64_scan_graph(gate):
+    assert_float32_is_within_float32_rounding_of_the_float64_scan("lstm", gate)
+
+
+@pytest.mark.parametrize("gate", GATES)
+def test_a_single_time_step_equals_the_scan_graph_and_the_numpy_reference(gate):
+    assert_fused_equals_scan_and_numpy("lstm", gate, T=1)
+
+
+@pytest.mark.parametrize("gate", GATES)
+def test_a_nan_in_the_weights_or_inputs_reaches_the_states_and_gradients(gate):
+    assert_nan_reaches_the_states_and_gradients("lstm", gate)
+
+
+@pytest.mark.parametrize("gate", GATES)
+def test_a_fully_padded_float32_batch_keeps_its_initial_states_and_passes_them_the_whole_gradient(gate):
+    assert_a_fully_padded_float32_batch_keeps_its_initial_states("lstm", gate)
+
+
+@pytest.mark.parametrize("gate", GATES)
+def test_strided_and_fortran_ordered_inputs_give_the_results_of_contiguous_ones(gate):
+    assert_strided_inputs_give_the_results_of_contiguous_ones(FusedLSTM(gate), "lstm")

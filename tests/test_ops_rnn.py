@@ -10,6 +10,10 @@ from pytensor.gradient import NullTypeGradError, verify_grad
 
 from symrnn.ops.rnn import FusedRNN, FusedRNNGrad, fused_rnn
 from tests.fused_layer_checks import (
+    assert_a_fully_padded_float32_batch_keeps_its_initial_states,
+    assert_float32_is_within_float32_rounding_of_the_float64_scan,
+    assert_nan_reaches_the_states_and_gradients,
+    assert_strided_inputs_give_the_results_of_contiguous_ones,
     PY_MODE,
     assert_float32_stays_float32,
     assert_fused_equals_scan_and_numpy,
@@ -92,3 +96,23 @@ def test_mismatched_runtime_shapes_are_rejected():
 def test_the_ops_have_no_parameters():
     assert FusedRNN() == FusedRNN() and FusedRNNGrad() == FusedRNNGrad()
     assert hash(FusedRNN()) == hash(FusedRNN())
+
+
+def test_float32_states_and_gradients_are_within_float32_rounding_of_the_float64_scan_graph():
+    assert_float32_is_within_float32_rounding_of_the_float64_scan("rnn", GATE)
+
+
+def test_a_single_time_step_equals_the_scan_graph_and_the_numpy_reference():
+    assert_fused_equals_scan_and_numpy("rnn", GATE, T=1)
+
+
+def test_a_nan_in_the_weights_or_inputs_reaches_the_states_and_gradients():
+    assert_nan_reaches_the_states_and_gradients("rnn", GATE)
+
+
+def test_a_fully_padded_float32_batch_keeps_its_initial_state_and_passes_it_the_whole_gradient():
+    assert_a_fully_padded_float32_batch_keeps_its_initial_states("rnn", GATE)
+
+
+def test_strided_and_fortran_ordered_inputs_give_the_results_of_contiguous_ones():
+    assert_strided_inputs_give_the_results_of_contiguous_ones(FusedRNN(), "rnn")

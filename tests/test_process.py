@@ -44,6 +44,8 @@ def test_the_blas_thread_limit_reaches_the_blas_of_the_numba_kernels_too(tmp_pat
     code = "from scripts.process import configure_process\nconfigure_process(blas_threads=1)\n"
     code += "import numpy as np\nfrom symrnn.ops.gru import FusedGRU\n"
     code += "FusedGRU().forward(np.ones((2, 9, 12)), np.ones((2, 9)), [np.zeros((9, 4))], np.ones((4, 12)))\n"
+    code += "from symrnn.ops.lstm import FusedLSTM\nf = np.float32\n"
+    code += "FusedLSTM().forward(np.zeros((2, 2, 64), f), np.ones((2, 2), f), [np.zeros((2, 16), f)] * 2, np.zeros((16, 64), f))\n"
     code += "import json, threadpoolctl\n"
     code += "blas = [i for i in threadpoolctl.threadpool_info() if i['user_api'] == 'blas']\n"
     code += "print(json.dumps([(i['filepath'], i['num_threads']) for i in blas]))\n"
@@ -85,3 +87,4 @@ configure_process(backend="jax")
 print(json.dumps([cpu, jax.config.jax_default_matmul_precision, bool(jax.config.jax_compilation_cache_dir)]))
 """
     assert run_probe(tmp_path, code) == [None, "highest", True]
+

@@ -35,6 +35,9 @@ Modules
 :mod:`symrnn.ops.gru_kernels`
     The fused GRU layer's forward and backward loops over time as Numba
     kernels (NumPy and Numba only), with their BLAS matrix products.
+:mod:`symrnn.ops.lstm_kernels`, :mod:`symrnn.ops.rnn_kernels`
+    The Numba kernels of the fused LSTM and RNN layers (NumPy and Numba only):
+    all time steps of a layer's forward or backward pass in one call.
 :mod:`symrnn.ops.checks`
     Input checks the Ops share.
 

@@ -2,10 +2,12 @@ r"""The fused vanilla (Elman) tanh RNN layer: one PyTensor Op over all time step
 
 :func:`fused_rnn` (Ops :class:`FusedRNN` and :class:`FusedRNNGrad`) runs a
 whole tanh RNN layer over T time steps, with padding mask, in one Op whose
-``perform`` is NumPy (one matrix product per step through BLAS), and whose
-gradient is again one Op; the graph side is shared with the other cells in
-:mod:`symrnn.ops.fused_layer`. float32 stays float32; float64 is accepted.
-:mod:`symrnn.recurrence` chooses between it and ``scan``.
+``perform`` runs all steps in one Numba kernel (one matrix product per step
+through BLAS, the elementwise work vectorised; :mod:`symrnn.ops.rnn_kernels`),
+and whose gradient is again one Op and one kernel; the graph side is shared
+with the other cells in :mod:`symrnn.ops.fused_layer`. float32 stays float32
+(with the float32 ``tanh`` of :mod:`symrnn.ops.cell_math`); float64 is
+accepted, with the exact functions. :mod:`symrnn.recurrence` chooses between it and ``scan``.
 
 Equations (time-major, ``H`` hidden units, as :func:`symrnn.cells.rnn_step`),
 for t = 0 .. T-1 with ``h = h0`` before step 0::
@@ -21,14 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from symrnn.ops.fused_layer import (
-    FusedLayer,
-    FusedLayerGrad,
-    apply_fused_layer,
-    carry_padding,
-    previous_states,
-    transposed_for_batch,
-)
+from symrnn.ops.fused_layer import FusedLayer, FusedLayerGrad, apply_fused_layer, previous_states
+from symrnn.ops.rnn_kernels import contiguous, rnn_backward, rnn_forward
 
 __all__ = ["FusedRNN", "FusedRNNGrad", "fused_rnn"]
 
@@ -70,27 +66,10 @@ class FusedRNN(FusedLayer):
         return FusedRNNGrad()
 
     def forward(self, projected, mask, initial, W_h):
-        (h0,) = initial
         T, B, H = projected.shape
-        dtype = projected.dtype
-        hs = np.empty((T, B, H), dtype=dtype)
-        acts = np.empty((T, B, H), dtype=dtype)
-        W = np.ascontiguousarray(W_h)
-        pre = np.empty((B, H), dtype=dtype)
-        h_new = np.empty((B, H), dtype=dtype)
-        full = np.all(mask == 1, axis=1)
-        m_col = mask[:, :, None]
-        h = h0
-        for t in range(T):
-            np.matmul(h, W, out=pre)
-            np.add(pre, projected[t], out=acts[t])
-            np.tanh(acts[t], out=acts[t])
-            if full[t]:
-                np.copyto(hs[t], acts[t])
-            else:
-                np.copyto(h_new, acts[t])
-                carry_padding(h_new, h, m_col[t], out=hs[t])
-            h = hs[t]
+        hs = np.empty((T, B, H), dtype=projected.dtype)
+        acts = np.empty_like(hs)
+        rnn_forward(*contiguous(projected, mask, initial[0], W_h), hs, acts)
         return [hs], acts
 
 
@@ -124,30 +103,13 @@ class FusedRNNGrad(FusedLayerGrad):
     def backward(self, mask, initial, W_h, states, acts, g_states):
         (h0,), (hs,), (g_hs,) = initial, states, g_states
         T, B, H = hs.shape
-        dtype = hs.dtype
-        slopes = np.multiply(acts, acts)  # 1 - h_new**2
-        np.subtract(1, slopes, out=slopes)
-        W_T = transposed_for_batch(W_h, B)
-        d_proj = np.empty((T, B, H), dtype=dtype)
-        dh = np.empty((B, H), dtype=dtype)
-        dn_buf = np.empty((B, H), dtype=dtype)
-        back = np.empty((B, H), dtype=dtype)
-        carry = np.zeros((B, H), dtype=dtype)
-        full = np.all(mask == 1, axis=1)
-        m_col = mask[:, :, None]
-        for t in range(T - 1, -1, -1):
-            np.add(g_hs[t], carry, out=dh)
-            if full[t]:
-                np.multiply(dh, slopes[t], out=d_proj[t])
-                np.matmul(d_proj[t], W_T, out=carry)
-            else:
-                dn = np.multiply(dh, m_col[t], out=dn_buf)
-                np.multiply(dn, slopes[t], out=d_proj[t])
-                np.matmul(d_proj[t], W_T, out=back)
-                np.subtract(dh, dn, out=carry)  # (1 - m) * dh
-                np.add(carry, back, out=carry)
-        d_W = previous_states(h0, hs).reshape(T * B, H).T @ d_proj.reshape(T * B, H)
-        return d_proj, [carry], d_W
+        d_proj = np.empty((T, B, H), dtype=hs.dtype)
+        d_h0 = np.empty((B, H), dtype=hs.dtype)
+        mask, W_h, acts, g_hs = contiguous(mask, W_h, acts, g_hs)
+        rnn_backward(mask, W_h.T, acts, g_hs, d_proj, d_h0)
+        # np.dot, not matmul: NumPy's matmul is slow for T * B == 1
+        d_W = np.dot(previous_states(h0, hs).reshape(T * B, H).T, d_proj.reshape(T * B, H))
+        return d_proj, [d_h0], d_W
 
 
 def fused_rnn(projected, mask, h0, W_h):

@@ -1,0 +1,129 @@
+r"""Numba kernels of the fused tanh RNN layer (:mod:`symrnn.ops.rnn`), and the pieces the cells' kernels share.
+
+:func:`rnn_forward` and :func:`rnn_backward` each run the whole time loop of
+the layer in compiled code: per step one matrix product through BLAS
+(``np.dot`` with an output array, which Numba hands to SciPy's BLAS) and one
+pass per batch row over contiguous memory for the elementwise work, which
+vectorises. :class:`~symrnn.ops.rnn.FusedRNN` and
+:class:`~symrnn.ops.rnn.FusedRNNGrad` allocate the outputs and call them;
+the equations are documented there. :mod:`symrnn.ops.lstm_kernels` reuses
+:data:`LOOP_FASTMATH`, :func:`carry_padding` and :func:`contiguous`.
+
+Shapes: T steps (T >= 1), B batch rows, H hidden units. Every array is
+C-contiguous except where a parameter says otherwise, and all share one float
+dtype (float32 or float64). The nonlinearities are those of
+:mod:`symrnn.ops.cell_math`: approximations in float32 that vectorise, the
+exact functions in float64.
+
+Compiled with ``error_model="numpy"`` (no zero-division check per division,
+which would stop vectorisation) and the fast-math flags :data:`LOOP_FASTMATH`,
+which leave out ``nnan`` and ``ninf``: a NaN in the inputs or weights must
+reach the states and gradients, since training skips a step whose loss is
+NaN. LLVM vectorises a loop over arrays that may overlap only behind a
+run-time overlap check per pair of them, and gives up beyond 8 checks: each
+loop reads few arrays and writes fewer. NumPy and Numba only; compiled on
+first use and cached on disk (``cache=True``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from symrnn.ops import cell_math
+
+__all__ = ["LOOP_FASTMATH", "carry_padding", "contiguous", "rnn_backward", "rnn_forward"]
+
+#: Fast-math flags of the kernels: contraction (FMA), reciprocals and signed
+#: zeros; without "nnan" and "ninf", under which LLVM may turn the clamps of
+#: :mod:`symrnn.ops.cell_math` into min/max that drop NaNs.
+LOOP_FASTMATH = frozenset({"nsz", "arcp", "contract"})
+
+
+def contiguous(*arrays):
+    """The arrays as C-contiguous arrays (a copy only of those that are not), for the kernels."""
+    return [np.ascontiguousarray(a) for a in arrays]
+
+
+@njit(cache=True, error_model="numpy", fastmath=set(LOOP_FASTMATH))
+def carry_padding(new, old, m):
+    """``new[j] = old[j] + m * (new[j] - old[j])`` in place: a padded row (``m`` 0) keeps ``old``.
+
+    Parameters
+    ----------
+    new, old : ndarray (H,)
+    m : scalar
+        The row's mask value.
+    """
+    for j in range(new.shape[0]):
+        new[j] = old[j] + m * (new[j] - old[j])
+
+
+@njit(cache=True, error_model="numpy", fastmath=set(LOOP_FASTMATH))
+def rnn_forward(projected, mask, h0, W_h, hs, acts):
+    """Run the tanh RNN forward over all T steps.
+
+    Parameters
+    ----------
+    projected : ndarray (T, B, H)
+    mask : ndarray (T, B)
+    h0 : ndarray (B, H)
+    W_h : ndarray (H, H)
+    hs : ndarray (T, B, H)
+        Out: the state after every step.
+    acts : ndarray (T, B, H)
+        Out: ``h_new`` of every step.
+    """
+    T, B, H = projected.shape
+    pre = np.empty((B, H), dtype=projected.dtype)
+    for t in range(T):
+        h_prev = h0 if t == 0 else hs[t - 1]
+        np.dot(h_prev, W_h, pre)
+        for b in range(B):
+            x, p, a, h = projected[t, b], pre[b], acts[t, b], hs[t, b]
+            for j in range(H):
+                a[j] = cell_math.tanh(x[j] + p[j])
+                h[j] = a[j]
+            m = mask[t, b]
+            if m != cell_math.one(m):
+                carry_padding(h, h_prev[b], m)
+
+
+@njit(cache=True, error_model="numpy", fastmath=set(LOOP_FASTMATH))
+def rnn_backward(mask, W_T, acts, g_hs, d_projected, d_h0):
+    """Backpropagate through all T steps of the tanh RNN, from t = T-1 down to 0.
+
+    Parameters
+    ----------
+    mask : ndarray (T, B)
+    W_T : ndarray (H, H), C- or F-contiguous
+        ``W_h.T``; the transposed view of a C-contiguous ``W_h`` is
+        F-contiguous, and BLAS reads it as it is.
+    acts : ndarray (T, B, H)
+        ``h_new`` of every step, from the forward pass.
+    g_hs : ndarray (T, B, H)
+        Gradient of the cost with respect to ``hs``.
+    d_projected : ndarray (T, B, H)
+        Out: gradient with respect to ``projected``.
+    d_h0 : ndarray (B, H)
+        Out: gradient with respect to ``h0``.
+    """
+    T, B, H = acts.shape
+    back = np.empty((B, H), dtype=acts.dtype)
+    # d_h0 carries dh, the gradient with respect to the state after step t
+    d_h0[:] = 0
+    for t in range(T - 1, -1, -1):
+        for b in range(B):
+            dh, g, a, dv = d_h0[b], g_hs[t, b], acts[t, b], d_projected[t, b]
+            m = mask[t, b]
+            one = cell_math.one(m)
+            for j in range(H):
+                d = dh[j] + g[j]
+                dh[j] = d
+                dv[j] = m * d * (one - a[j] * a[j])
+        np.dot(d_projected[t], W_T, back)
+        for b in range(B):
+            dh, bk = d_h0[b], back[b]
+            m = mask[t, b]
+            for j in range(H):
+                dh[j] = (dh[j] - m * dh[j]) + bk[j]  # (1 - m) dh, exactly 0 on a real token, + dv @ W_h.T
