@@ -11,7 +11,8 @@ Two implementations compute the same thing:
     ``pytensor.scan`` over the cell's step function: works for every cell,
     every backend (JAX included) and supports truncated backpropagation.
 ``"fused"``
-    a single Op per layer with its own NumPy forward and backward loops
+    a single Op per layer whose forward and backward loops over time are
+    Numba kernels
     (:mod:`symrnn.ops.gru`, :mod:`symrnn.ops.lstm`, :mod:`symrnn.ops.rnn`),
     much faster on CPU. Every cell, full backpropagation only, not under JAX;
     tests check it against ``"scan"``.

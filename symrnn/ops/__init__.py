@@ -2,8 +2,8 @@
 
 PyTensor's ``scan`` is slow on CPU, above all its gradient, and
 ``pytensor.tensor.special.log_softmax`` runs as a Python Op under the C-VM
-linker. The Ops here compute the same things with vectorised NumPy and Numba
-``perform`` methods, and their gradients are again fused Ops. Tests check each
+linker. The Ops here compute the same things in Numba kernels (and NumPy for
+float64 where speed does not matter) called from their ``perform`` methods, and their gradients are again fused Ops. Tests check each
 against the plain graph (``scan``, ``log_softmax``) and float64 NumPy.
 
 Modules
@@ -16,8 +16,7 @@ Modules
     ``FusedRNN``/``FusedRNNGrad``); used by :mod:`symrnn.recurrence`.
 :mod:`symrnn.ops.fused_layer`
     What those Ops share: the graph side (``make_node``, shapes, gradient
-    wiring) of a layer Op and its gradient Op, and the gate arithmetic of the
-    NumPy loops.
+    wiring) of a layer Op and its gradient Op.
 :mod:`symrnn.ops.output_layer`
     :func:`~symrnn.ops.output_layer.output_layer_nll`: ``hidden @ W + b``, its
     softmax and the masked summed cross-entropy in one Op whose backward pass

@@ -1,9 +1,11 @@
-r"""What the fused recurrent layer Ops share: the Op skeletons and the gate arithmetic.
+r"""What the fused recurrent layer Ops share: the Op skeletons and the gate convention.
 
 A fused layer Op (:mod:`symrnn.ops.gru`, :mod:`symrnn.ops.lstm`,
 :mod:`symrnn.ops.rnn`) runs one recurrent layer over all T time steps of a
-padded, time-major batch in one ``perform`` (NumPy loops over time, matrix
-products through BLAS), and its gradient is again one Op. The cells differ in
+padded, time-major batch in one ``perform`` (a Numba kernel loops over time,
+its matrix products through BLAS: :mod:`symrnn.ops.gru_kernels`,
+:mod:`symrnn.ops.lstm_kernels`, :mod:`symrnn.ops.rnn_kernels`), and its
+gradient is again one Op. The cells differ in
 their equations only; the graph side is the same for all of them:
 
 * forward Op inputs ``projected (T, B, kH), mask (T, B), *initial_states (B, H),
@@ -23,10 +25,9 @@ Gates
 -----
 ``gate="hard_sigmoid"`` is ``clip(0.2 v + 0.5, 0, 1)`` (the WildML
 tutorial's), ``gate="sigmoid"`` the logistic function. For the hard sigmoid
-the forward pass keeps the unclipped ``u = 0.2 v + 0.5`` and computes it as
-``(0.2 a + 0.5) + h @ (0.2 W)``: the input part for all steps at once, one
-product per step. Its derivative follows PyTensor's ``clip`` gradient: 0.2
-where ``0 <= u <= 1`` (boundaries included), else 0.
+the forward pass keeps the unclipped ``u = 0.2 v + 0.5`` in ``acts``. Its
+derivative follows PyTensor's ``clip`` gradient: 0.2 where ``0 <= u <= 1``
+(boundaries included), else 0.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from pytensor.gradient import grad_not_implemented, grad_undefined
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 from pytensor.tensor.type import TensorType
-from scipy.special import expit
 
 from symrnn.ops.checks import FLOAT_DTYPES, as_float_tensor, first_known, is_disconnected, same_dtype
 
@@ -45,15 +45,10 @@ __all__ = [
     "GATES",
     "FusedLayer",
     "FusedLayerGrad",
-    "activate_gates",
     "apply_fused_layer",
-    "carry_padding",
     "check_gate",
     "check_layer_shapes",
-    "gate_inputs",
-    "gate_values_and_slopes",
     "previous_states",
-    "transposed_for_batch",
 ]
 
 GATES = ("hard_sigmoid", "sigmoid")
@@ -218,95 +213,9 @@ def apply_fused_layer(op, projected, mask, initial_states, W_h):
     return op(projected, mask, *initial_states, W_h)[: op.n_states]
 
 
-# --------------------------------------------------------------------------
-# NumPy helpers of the forward and backward loops
-# --------------------------------------------------------------------------
-
-
-def gate_inputs(projected_gates, W_gates, hard, out):
-    """Write the input part of the gates' arguments into ``out``; return the matching weights.
-
-    Parameters
-    ----------
-    projected_gates : ndarray (T, B, G)
-        The gate columns of ``projected``.
-    W_gates : ndarray (H, G)
-        The gate columns of ``W_h``.
-    hard : bool
-        Hard sigmoid (``out = 0.2 a + 0.5``, weights ``0.2 W``) or sigmoid
-        (``out = a``, weights ``W``).
-    out : ndarray (T, B, G)
-
-    Returns
-    -------
-    ndarray (H, G), contiguous: add ``h @ it`` to ``out[t]`` for the gates' argument.
-    """
-    if hard:
-        np.multiply(projected_gates, 0.2, out=out)
-        np.add(out, 0.5, out=out)
-        return np.multiply(W_gates, 0.2)
-    np.copyto(out, projected_gates)
-    return np.ascontiguousarray(W_gates)
-
-
-def activate_gates(s, hard, buffer):
-    """The gate values of one step from their arguments ``s`` (B, G).
-
-    Hard sigmoid: ``clip(s, 0, 1)`` written into ``buffer``, ``s`` kept;
-    sigmoid: ``expit(s)`` in place. Returns the array holding the gates.
-    """
-    if hard:
-        np.maximum(s, s.dtype.type(0), out=buffer)
-        np.minimum(buffer, s.dtype.type(1), out=buffer)
-        return buffer
-    expit(s, out=s)
-    return s
-
-
-def gate_values_and_slopes(S, hard):
-    """Gate values and derivatives of all steps from what the forward pass kept.
-
-    Parameters
-    ----------
-    S : ndarray (T, B, G)
-        Hard sigmoid: the unclipped ``0.2 v + 0.5``; sigmoid: the gates.
-    hard : bool
-
-    Returns
-    -------
-    values, slopes : ndarray (T, B, G), new arrays (``values`` is ``S`` for the sigmoid)
-    """
-    dtype = S.dtype
-    if hard:
-        values = np.maximum(S, dtype.type(0))
-        np.minimum(values, dtype.type(1), out=values)
-        slopes = np.equal(values, S).astype(dtype)  # 1 where 0 <= 0.2 v + 0.5 <= 1
-        np.multiply(slopes, 0.2, out=slopes)
-        return values, slopes
-    slopes = np.subtract(1, S)
-    np.multiply(slopes, S, out=slopes)
-    return S, slopes
-
-
-def carry_padding(new, old, m, out):
-    """``out = old + m * (new - old)``, the masked update; ``new`` is overwritten."""
-    np.subtract(new, old, out=new)
-    np.multiply(new, m, out=new)
-    np.add(old, new, out=out)
-
-
 def previous_states(initial, states):
     """The state before every step: ``[initial, states[0], ..., states[T-2]]``, shape (T, B, H)."""
     prev = np.empty_like(states)
     prev[0] = initial
     prev[1:] = states[:-1]
     return prev
-
-
-def transposed_for_batch(W, B):
-    """``W.T`` for products ``(B, n) @ W.T``.
-
-    BLAS reads the transposed view directly; copying it (a slow strided copy)
-    pays off only for larger batches.
-    """
-    return np.ascontiguousarray(W.T) if B > 8 else W.T
