@@ -22,9 +22,11 @@ The one module of symrnn that knows linkers, JAX and devices.
 from __future__ import annotations
 
 import copy
+import types
 from typing import Callable, Iterable
 
 import numpy as np
+import pytensor.scalar as ps
 import pytensor.tensor as pt
 from pytensor.compile.mode import Mode, get_mode
 from pytensor.graph.rewriting.basic import in2out, node_rewriter
@@ -68,8 +70,23 @@ def _reduce_in_accumulator_dtype(fgraph, node):
 _JAX_REWRITES = ((in2out(_reduce_in_accumulator_dtype, name="symrnn_reduce_in_accumulator_dtype"), 120),)
 
 
+def _sum_perform(op, node, inputs, output_storage):
+    """``Sum``'s ``perform`` without its copy of the whole input in the accumulator dtype.
+
+    NumPy's ``add.reduce`` converts to the accumulator dtype (float64 for
+    float32 sums) block by block instead.
+    """
+    out_dtype = node.outputs[0].dtype
+    total = np.add.reduce(inputs[0], axis=op.axis, dtype=op.acc_dtype or out_dtype)
+    output_storage[0][0] = np.asarray(total, dtype=out_dtype)
+
+
+def _is_sum(op) -> bool:
+    return isinstance(op, CAReduce) and isinstance(op.scalar_op, ps.Add)
+
+
 def _python_thunk_op(op: COp) -> COp:
-    """A copy of ``op`` whose thunks are always its Python ``perform``."""
+    """A copy of ``op`` whose thunks are always its Python ``perform`` (a ``Sum``'s: :func:`_sum_perform`)."""
     python_op = copy.copy(op)
     make_thunk = type(op).make_thunk
 
@@ -77,17 +94,40 @@ def _python_thunk_op(op: COp) -> COp:
         return make_thunk(python_op, node, storage_map, compute_map, no_recycling, impl="py")
 
     python_op.make_thunk = make_python_thunk
+    if _is_sum(op):
+        python_op.perform = types.MethodType(_sum_perform, python_op)
     return python_op
 
 
-class ElementwiseCLinker(VMLinker):
-    """PyTensor's C virtual machine with C code only for elementwise loops and reductions.
+def _c_code_pays_off(node) -> bool:
+    """Whether a node is worth its C module (gcc takes 0.3 to 0.5 s for each in a cold start).
 
-    Each distinct C Op is one C module that gcc compiles (about 0.4 s) the
+    Yes for loops over arrays that NumPy would make in several passes: fused
+    elementwise updates (``Composite``), other elementwise Ops without a NumPy
+    ufunc (their ``perform`` calls Python per value), reductions other than
+    sums. No for a single NumPy ufunc (``Sqr``, ``Add``), a ``Sum``
+    (:func:`_sum_perform`), anything on scalars, and every other Op.
+    """
+    op = node.op
+    if not isinstance(op, (Elemwise, CAReduce)):
+        return False
+    if all(v.type.ndim == 0 for v in node.inputs + node.outputs):
+        return False
+    if isinstance(op, Elemwise):
+        return op.nfunc_spec is None or op.nfunc_spec[1] != len(node.inputs)
+    return not _is_sum(op)
+
+
+class ElementwiseCLinker(VMLinker):
+    """PyTensor's C virtual machine with C code only where it pays off: elementwise loops and reductions.
+
+    Each distinct C Op is one C module that gcc compiles (0.3 to 0.5 s) the
     first time a process meets it with an empty compile directory: the
-    training step held 26. The C code pays off only where an Op loops over
-    many values (``Elemwise``, fused ``Composite`` updates, ``CAReduce``
-    sums); the shape, view, indexing and join Ops run as fast in Python next
+    training step held 26, then 10 when only elementwise Ops and reductions
+    were compiled. The C code pays off only where an Op loops over many
+    values in one pass that NumPy would make in several (fused ``Composite``
+    updates, :func:`_c_code_pays_off`); the shape, view, indexing and join
+    Ops, single ufuncs, sums and scalar arithmetic run as fast in Python next
     to symrnn's own Ops and NumPy's matrix products, so they keep their
     ``perform``. Only this function's graph is changed: its nodes get
     private copies of those Ops that never ask for C code.
@@ -99,7 +139,7 @@ class ElementwiseCLinker(VMLinker):
 
     def make_all(self, *args, **kwargs):
         for node in self.fgraph.apply_nodes:
-            if isinstance(node.op, COp) and not isinstance(node.op, (Elemwise, CAReduce)):
+            if isinstance(node.op, COp) and not _c_code_pays_off(node):
                 node.op = _python_thunk_op(node.op)
         return super().make_all(*args, **kwargs)
 
