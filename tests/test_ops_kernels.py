@@ -86,3 +86,18 @@ def test_starting_the_compilation_in_the_background_compiles_the_kernel_for_thos
     loss, _, _ = reference(logits, bias, targets, weights)
     got, _ = kernels.softmax_cross_entropy_inplace(logits, bias, targets.astype(np.int16), weights)
     np.testing.assert_allclose(got, loss, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "row",
+    [[-3.0, -1.5, -7.0, -0.25], [0.0, -0.0, 0.0, -0.0], [-80.0, 80.0, 3.0, 79.5], [1.0, 2.0, 3.0, 4.0], [-0.0, -5.0, -1e-30, -2.0]],
+    ids=["all negative", "signed zeros", "far apart", "maximum last", "maximum tiny negative"],
+)
+def test_the_kernel_s_row_maximum_keeps_the_exponentials_exact_for_any_signs(row):
+    assert kernels._max_of(np.array(row, np.float32), np.empty(1, np.int32)) == max(row)
+    logits = np.array([row] * 3, dtype=np.float32)
+    bias, targets, weights = np.zeros(4, np.float32), np.array([0, 1, 3], np.int32), np.ones(3, np.float32)
+    loss, d_logits, _ = reference(logits, bias, targets, weights)
+    got_loss, _ = kernels.softmax_cross_entropy_inplace(logits, bias, targets, weights)
+    np.testing.assert_allclose(got_loss, loss, rtol=1e-6)
+    np.testing.assert_allclose(logits, d_logits, rtol=1e-5, atol=1e-7)

@@ -96,15 +96,35 @@ def exp_shifted_inplace(x, shift, scale_bits):
         x[j] *= scale[j]
 
 
+_SIGN_FOLD = np.int32(0x7FFFFFFF)
+
+
 @njit(fastmath=True, cache=True)
-def _add_bias_and_max(row, bias):
-    """``row += bias`` in place; returns ``max(row)``."""
-    top = np.float32(-np.inf)
+def _max_of(x, scratch):
+    """``max(x)`` of float32 ``x`` (V >= 1), through integer keys; ``scratch``: int32, at least one value.
+
+    A float32 maximum does not vectorise in Numba (LLVM keeps the compare and
+    select scalar: 0.65 ns per value, two thirds of the whole softmax) but an
+    int32 one does (0.08 ns). A float32's bits read as int32, with those of a
+    negative number's magnitude flipped (``b ^ ((b >> 31) & 0x7fffffff)``),
+    are ordered as the numbers are (-0.0 just below 0.0; a NaN of positive
+    sign above +inf, so it is the maximum).
+    """
+    bits = x.view(np.int32)
+    top = np.int32(-2147483648)
+    for j in range(bits.shape[0]):
+        b = bits[j]
+        top = max(top, b ^ ((b >> np.int32(31)) & _SIGN_FOLD))
+    scratch[0] = top ^ ((top >> np.int32(31)) & _SIGN_FOLD)
+    return scratch[:1].view(np.float32)[0]
+
+
+@njit(fastmath=True, cache=True)
+def _add_bias_and_max(row, bias, scratch):
+    """``row += bias`` in place; returns ``max(row)`` (:func:`_max_of`)."""
     for j in range(row.shape[0]):
-        z = row[j] + bias[j]
-        row[j] = z
-        top = max(top, z)
-    return top
+        row[j] += bias[j]
+    return _max_of(row, scratch)
 
 
 # Reassociation (so that the sum vectorises) but no assumption that values are
@@ -176,7 +196,7 @@ def softmax_cross_entropy_rows(logits, bias, targets, weights):
         if w == 0:
             row[:] = 0
             continue
-        top = _add_bias_and_max(row, bias)
+        top = _add_bias_and_max(row, bias, scale_bits)
         if not _is_finite_row(row):
             # The fast-math passes below may turn NaN or inf into finite
             # numbers; a non-finite logit must make the loss non-finite
@@ -279,14 +299,11 @@ def softmax_cross_entropy_inplace(logits, bias, targets, weights, n_threads=1):
 
 
 @njit(fastmath=True, cache=True)
-def _scaled_copy_and_max(row, factor, out):
-    """``out = row * factor`` (as float32); returns ``max(out)``."""
-    top = np.float32(-np.inf)
+def _scaled_copy_and_max(row, factor, out, scratch):
+    """``out = row * factor`` (as float32); returns ``max(out)`` (:func:`_max_of`)."""
     for j in range(row.shape[0]):
-        v = np.float32(row[j] * factor)
-        out[j] = v
-        top = max(top, v)
-    return top
+        out[j] = np.float32(row[j] * factor)
+    return _max_of(out, scratch)
 
 
 @njit(cache=True)
@@ -309,7 +326,7 @@ def sample_rows(logits, inverse_temperature, uniforms, out):
     weights = np.empty(V, dtype=np.float32)
     scale_bits = np.empty(V, dtype=np.int32)
     for i in range(B):
-        top = _scaled_copy_and_max(logits[i], inverse_temperature, weights)
+        top = _scaled_copy_and_max(logits[i], inverse_temperature, weights, scale_bits)
         exp_shifted_inplace(weights, top, scale_bits)
         target = uniforms[i] * _sum64(weights)
         running = 0.0
