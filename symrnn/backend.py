@@ -71,22 +71,36 @@ _JAX_REWRITES = ((in2out(_reduce_in_accumulator_dtype, name="symrnn_reduce_in_ac
 
 
 def _sum_perform(op, node, inputs, output_storage):
-    """``Sum``'s ``perform`` without its copy of the whole input in the accumulator dtype.
+    """A whole-array ``Sum``'s ``perform`` without its copy of the input in the accumulator dtype.
 
     NumPy's ``add.reduce`` converts to the accumulator dtype (float64 for
-    float32 sums) block by block instead.
+    float32 sums) block by block instead, faster than the C loop.
     """
     out_dtype = node.outputs[0].dtype
-    total = np.add.reduce(inputs[0], axis=op.axis, dtype=op.acc_dtype or out_dtype)
+    total = np.add.reduce(inputs[0], axis=None, dtype=op.acc_dtype or out_dtype)
     output_storage[0][0] = np.asarray(total, dtype=out_dtype)
 
 
-def _is_sum(op) -> bool:
-    return isinstance(op, CAReduce) and isinstance(op.scalar_op, ps.Add)
+def _inplace_ufunc_perform(op, node, inputs, output_storage):
+    """An in-place single-ufunc ``Elemwise``'s ``perform`` that writes into its input, not into a new array and a copy."""
+    (destination,) = op.inplace_pattern.values()
+    with np.errstate(all="ignore"):
+        output_storage[0][0] = op.nfunc(*inputs, out=inputs[destination])
 
 
-def _python_thunk_op(op: COp) -> COp:
-    """A copy of ``op`` whose thunks are always its Python ``perform`` (a ``Sum``'s: :func:`_sum_perform`)."""
+def _is_whole_sum(op) -> bool:
+    return isinstance(op, CAReduce) and isinstance(op.scalar_op, ps.Add) and op.axis is None
+
+
+def _is_single_ufunc(node) -> bool:
+    spec = node.op.nfunc_spec
+    return spec is not None and spec[1] == len(node.inputs) and spec[2] == len(node.outputs) == 1
+
+
+def _python_thunk_op(node) -> COp:
+    """A copy of ``node.op`` whose thunks are always Python: its ``perform``, :func:`_sum_perform` or
+    :func:`_inplace_ufunc_perform`."""
+    op = node.op
     python_op = copy.copy(op)
     make_thunk = type(op).make_thunk
 
@@ -94,19 +108,24 @@ def _python_thunk_op(op: COp) -> COp:
         return make_thunk(python_op, node, storage_map, compute_map, no_recycling, impl="py")
 
     python_op.make_thunk = make_python_thunk
-    if _is_sum(op):
+    if _is_whole_sum(op):
         python_op.perform = types.MethodType(_sum_perform, python_op)
+    elif isinstance(op, Elemwise) and op.inplace_pattern and _is_single_ufunc(node) \
+            and node.inputs[next(iter(op.inplace_pattern.values()))].dtype == node.outputs[0].dtype:
+        python_op.perform = types.MethodType(_inplace_ufunc_perform, python_op)
     return python_op
 
 
 def _c_code_pays_off(node) -> bool:
     """Whether a node is worth its C module (gcc takes 0.3 to 0.5 s for each in a cold start).
 
-    Yes for loops over arrays that NumPy would make in several passes: fused
-    elementwise updates (``Composite``), other elementwise Ops without a NumPy
-    ufunc (their ``perform`` calls Python per value), reductions other than
-    sums. No for a single NumPy ufunc (``Sqr``, ``Add``), a ``Sum``
-    (:func:`_sum_perform`), anything on scalars, and every other Op.
+    Yes for loops over arrays that NumPy would make in several passes or
+    slower: fused elementwise updates (``Composite``), other elementwise Ops
+    without a NumPy ufunc (their ``perform`` calls Python per value),
+    reductions other than whole-array sums (NumPy's float64 accumulation of
+    float32 along an axis was 10 times slower). No for a single NumPy ufunc
+    (``Sqr``, ``Add``), a whole-array ``Sum`` (:func:`_sum_perform`),
+    anything on scalars, and every other Op.
     """
     op = node.op
     if not isinstance(op, (Elemwise, CAReduce)):
@@ -114,8 +133,8 @@ def _c_code_pays_off(node) -> bool:
     if all(v.type.ndim == 0 for v in node.inputs + node.outputs):
         return False
     if isinstance(op, Elemwise):
-        return op.nfunc_spec is None or op.nfunc_spec[1] != len(node.inputs)
-    return not _is_sum(op)
+        return not _is_single_ufunc(node)
+    return not _is_whole_sum(op)
 
 
 class ElementwiseCLinker(VMLinker):
@@ -140,7 +159,7 @@ class ElementwiseCLinker(VMLinker):
     def make_all(self, *args, **kwargs):
         for node in self.fgraph.apply_nodes:
             if isinstance(node.op, COp) and not _c_code_pays_off(node):
-                node.op = _python_thunk_op(node.op)
+                node.op = _python_thunk_op(node)
         return super().make_all(*args, **kwargs)
 
 
