@@ -22,11 +22,9 @@ The one module of symrnn that knows linkers, JAX and devices.
 from __future__ import annotations
 
 import copy
-import types
 from typing import Callable, Iterable
 
 import numpy as np
-import pytensor.scalar as ps
 import pytensor.tensor as pt
 from pytensor.compile.mode import Mode, get_mode
 from pytensor.graph.rewriting.basic import in2out, node_rewriter
@@ -70,37 +68,8 @@ def _reduce_in_accumulator_dtype(fgraph, node):
 _JAX_REWRITES = ((in2out(_reduce_in_accumulator_dtype, name="symrnn_reduce_in_accumulator_dtype"), 120),)
 
 
-def _sum_perform(op, node, inputs, output_storage):
-    """A whole-array ``Sum``'s ``perform`` without its copy of the input in the accumulator dtype.
-
-    NumPy's ``add.reduce`` converts to the accumulator dtype (float64 for
-    float32 sums) block by block instead, faster than the C loop.
-    """
-    out_dtype = node.outputs[0].dtype
-    total = np.add.reduce(inputs[0], axis=None, dtype=op.acc_dtype or out_dtype)
-    output_storage[0][0] = np.asarray(total, dtype=out_dtype)
-
-
-def _inplace_ufunc_perform(op, node, inputs, output_storage):
-    """An in-place single-ufunc ``Elemwise``'s ``perform`` that writes into its input, not into a new array and a copy."""
-    (destination,) = op.inplace_pattern.values()
-    with np.errstate(all="ignore"):
-        output_storage[0][0] = op.nfunc(*inputs, out=inputs[destination])
-
-
-def _is_whole_sum(op) -> bool:
-    return isinstance(op, CAReduce) and isinstance(op.scalar_op, ps.Add) and op.axis is None
-
-
-def _is_single_ufunc(node) -> bool:
-    spec = node.op.nfunc_spec
-    return spec is not None and spec[1] == len(node.inputs) and spec[2] == len(node.outputs) == 1
-
-
-def _python_thunk_op(node) -> COp:
-    """A copy of ``node.op`` whose thunks are always Python: its ``perform``, :func:`_sum_perform` or
-    :func:`_inplace_ufunc_perform`."""
-    op = node.op
+def _python_thunk_op(op: COp) -> COp:
+    """A copy of ``op`` whose thunks are always its Python ``perform``."""
     python_op = copy.copy(op)
     make_thunk = type(op).make_thunk
 
@@ -108,33 +77,29 @@ def _python_thunk_op(node) -> COp:
         return make_thunk(python_op, node, storage_map, compute_map, no_recycling, impl="py")
 
     python_op.make_thunk = make_python_thunk
-    if _is_whole_sum(op):
-        python_op.perform = types.MethodType(_sum_perform, python_op)
-    elif isinstance(op, Elemwise) and op.inplace_pattern and _is_single_ufunc(node) \
-            and node.inputs[next(iter(op.inplace_pattern.values()))].dtype == node.outputs[0].dtype:
-        python_op.perform = types.MethodType(_inplace_ufunc_perform, python_op)
     return python_op
 
 
 def _c_code_pays_off(node) -> bool:
     """Whether a node is worth its C module (gcc takes 0.3 to 0.5 s for each in a cold start).
 
-    Yes for loops over arrays that NumPy would make in several passes or
-    slower: fused elementwise updates (``Composite``), other elementwise Ops
-    without a NumPy ufunc (their ``perform`` calls Python per value),
-    reductions other than whole-array sums (NumPy's float64 accumulation of
-    float32 along an axis was 10 times slower). No for a single NumPy ufunc
-    (``Sqr``, ``Add``), a whole-array ``Sum`` (:func:`_sum_perform`),
-    anything on scalars, and every other Op.
+    Yes for elementwise loops and reductions over matrices or larger (the
+    parameters' gradients and updates: the C code reuses its output buffer,
+    and NumPy's float64 accumulation along an axis was 10 times slower), and
+    for elementwise Ops on vectors that are not one NumPy ufunc (a fused
+    ``Composite``, whose Python ``perform`` calls Python per value). No for
+    scalars, single ufuncs and sums on vectors, and every other Op.
     """
     op = node.op
     if not isinstance(op, (Elemwise, CAReduce)):
         return False
-    if all(v.type.ndim == 0 for v in node.inputs + node.outputs):
+    ndim = max(v.type.ndim for v in node.inputs + node.outputs)
+    if ndim >= 2:
+        return True
+    if ndim == 0 or isinstance(op, CAReduce):
         return False
-    if isinstance(op, Elemwise):
-        return not _is_single_ufunc(node)
-    return not _is_whole_sum(op)
+    spec = op.nfunc_spec
+    return spec is None or spec[1] != len(node.inputs)
 
 
 class ElementwiseCLinker(VMLinker):
@@ -143,11 +108,11 @@ class ElementwiseCLinker(VMLinker):
     Each distinct C Op is one C module that gcc compiles (0.3 to 0.5 s) the
     first time a process meets it with an empty compile directory: the
     training step held 26, then 10 when only elementwise Ops and reductions
-    were compiled. The C code pays off only where an Op loops over many
-    values in one pass that NumPy would make in several (fused ``Composite``
-    updates, :func:`_c_code_pays_off`); the shape, view, indexing and join
-    Ops, single ufuncs, sums and scalar arithmetic run as fast in Python next
-    to symrnn's own Ops and NumPy's matrix products, so they keep their
+    were compiled, now 6 (:func:`_c_code_pays_off`). The C code pays off only
+    where an Op loops over many values (``Elemwise``, fused ``Composite``
+    updates, ``CAReduce`` sums, on matrices); the shape, view, indexing and
+    join Ops and scalar or vector arithmetic run as fast in Python next to
+    symrnn's own Ops and NumPy's matrix products, so they keep their
     ``perform``. Only this function's graph is changed: its nodes get
     private copies of those Ops that never ask for C code.
     """
@@ -159,7 +124,7 @@ class ElementwiseCLinker(VMLinker):
     def make_all(self, *args, **kwargs):
         for node in self.fgraph.apply_nodes:
             if isinstance(node.op, COp) and not _c_code_pays_off(node):
-                node.op = _python_thunk_op(node)
+                node.op = _python_thunk_op(node.op)
         return super().make_all(*args, **kwargs)
 
 
