@@ -79,7 +79,7 @@ def test_a_non_finite_logit_in_any_row_block_makes_the_loss_nan():
 def test_starting_the_compilation_in_the_background_compiles_the_kernel_for_those_targets():
     kernels.start_compiling_softmax(np.int16)  # a dtype no other test uses
     for thread in threading.enumerate():
-        if thread.name == "symrnn-softmax-compile":
+        if thread.name == "symrnn-compile":
             thread.join()
     assert any(signature[2].dtype == numba.int16 for signature in kernels.softmax_cross_entropy_rows.signatures)
     logits, bias, targets, weights = random_batch(5, 20, seed=6)
@@ -101,3 +101,13 @@ def test_the_kernel_s_row_maximum_keeps_the_exponentials_exact_for_any_signs(row
     got_loss, _ = kernels.softmax_cross_entropy_inplace(logits, bias, targets, weights)
     np.testing.assert_allclose(got_loss, loss, rtol=1e-6)
     np.testing.assert_allclose(logits, d_logits, rtol=1e-5, atol=1e-7)
+
+
+def test_a_background_compilation_runs_once_per_key():
+    calls = []
+    for _ in range(3):
+        kernels.compile_in_background(("test", "once"), lambda: calls.append(1))
+    for thread in threading.enumerate():
+        if thread.name == "symrnn-compile":
+            thread.join()
+    assert calls == [1]

@@ -32,6 +32,7 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 import numba
 import numpy as np
@@ -39,6 +40,7 @@ from numba import njit
 
 __all__ = [
     "exp_shifted_inplace",
+    "compile_in_background",
     "sample_rows",
     "softmax_cross_entropy_inplace",
     "softmax_cross_entropy_rows",
@@ -234,32 +236,39 @@ def _workers(count: int) -> ThreadPoolExecutor:
         return _pool[2]
 
 
-_compiling = set()  # the target dtypes whose kernel start_compiling_softmax has set compiling
+_compiling = set()  # the keys compile_in_background has started
+
+
+def compile_in_background(key, first_call: Callable[[], object]) -> None:
+    """Run ``first_call`` on a background thread, once per ``key`` in this process.
+
+    ``first_call`` calls Numba kernels on tiny arrays of the types they will
+    get, which compiles them (or loads them from Numba's disk cache). Called
+    while a graph is built, so that the compilation overlaps with PyTensor's
+    rewriting and C compilation (gcc runs in other processes) instead of
+    delaying the first step. A call of a kernel meanwhile waits for that
+    compilation (Numba's compiler lock) and then uses it. A failure here is
+    left for that call to raise.
+    """
+    with _pool_lock:
+        if key in _compiling:
+            return
+        _compiling.add(key)
+    threading.Thread(target=_quietly, args=(first_call,), name="symrnn-compile").start()
+
+
+def _quietly(first_call):
+    try:
+        first_call()
+    except Exception:  # noqa: BLE001 - the first real call raises it, where it belongs
+        pass
 
 
 def start_compiling_softmax(targets_dtype) -> None:
-    """Compile (or load from Numba's disk cache) the softmax kernel for ``targets_dtype`` on a background thread.
-
-    Called while PyTensor compiles a function's other Ops (gcc, in another
-    process), so that Numba's compilation of about 2 s overlaps with it
-    instead of delaying the first step. A call of the kernel meanwhile waits
-    for that compilation (Numba's compiler lock) and then uses it. Once per
-    dtype; a failure here is left for that call to raise.
-    """
+    """:func:`compile_in_background` for the softmax kernel with targets of ``targets_dtype`` (about 2 s of Numba)."""
     dtype = np.dtype(targets_dtype)
-    with _pool_lock:
-        if dtype in _compiling:
-            return
-        _compiling.add(dtype)
-    threading.Thread(target=_compile_softmax, args=(dtype,), name="symrnn-softmax-compile").start()
-
-
-def _compile_softmax(targets_dtype):
-    try:
-        softmax_cross_entropy_rows(np.zeros((1, 1), np.float32), np.zeros(1, np.float32), np.zeros(1, targets_dtype),
-                                   np.ones(1, np.float32))
-    except Exception:  # noqa: BLE001 - the first real call raises it, where it belongs
-        pass
+    compile_in_background(("softmax", dtype), lambda: softmax_cross_entropy_rows(
+        np.zeros((1, 1), np.float32), np.zeros(1, np.float32), np.zeros(1, dtype), np.ones(1, np.float32)))
 
 
 def softmax_cross_entropy_inplace(logits, bias, targets, weights, n_threads=1):
