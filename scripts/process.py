@@ -22,7 +22,7 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 
 
 def configure_process(blas_threads: int = 0, backend: str = "cpu", verbose: bool = False) -> None:
-    """Set up logging, warnings, threads, the allocator, Numba and (for ``backend="jax"``) JAX.
+    """Set up logging, warnings, threads, the allocator and (for ``backend="jax"``) JAX.
 
     Parameters
     ----------
@@ -37,7 +37,6 @@ def configure_process(blas_threads: int = 0, backend: str = "cpu", verbose: bool
     # PyTensor warns once that its C code found no BLAS to link; matrix products
     # then run through NumPy's BLAS, which is what symrnn is measured with.
     warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
-    select_numba_threading_layer()
     keep_freed_memory_for_reuse()
     limit_blas_threads(blas_threads)
     if backend == "jax":
@@ -56,22 +55,6 @@ def setup_logging(verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.ERROR)
     # JAX logs at INFO that it looked for TPUs and found none.
     logging.getLogger("jax").setLevel(logging.WARNING)
-
-
-def select_numba_threading_layer() -> None:
-    """Numba's ``workqueue`` threading layer, unless ``NUMBA_THREADING_LAYER`` names one.
-
-    The GNU OpenMP layer Numba picks otherwise keeps its workers spinning after
-    each parallel kernel (symrnn's softmax), which took a core from the matrix
-    products that follow: scan-based cells trained 30% slower, batch-64 GRU
-    training 10%. ``workqueue``'s threads sleep. Must run before the first
-    parallel kernel is launched.
-    """
-    if os.environ.get("NUMBA_THREADING_LAYER"):
-        return
-    import numba
-
-    numba.config.THREADING_LAYER = "workqueue"
 
 
 def keep_freed_memory_for_reuse() -> None:

@@ -14,6 +14,7 @@ ends it; what happens during training is :mod:`train_callbacks`.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
@@ -246,14 +247,22 @@ class Run:
         rule_options = {"decay": s.decay} if s.optimizer == "rmsprop" else {}  # DECAY is RMSprop's setting
         self.train_step = self.model.compile_train(optimizer=s.optimizer, grad_clip=s.grad_clip or None,
                                                    carry_state=self.streaming, **rule_options)
-        self.loss_fn = self.model.compile_loss(carry_state=self.streaming)
-        self.step_fn = self.model.compile_step()
-        self.say(f"Compiled training, evaluation and generation functions in {time.perf_counter() - started:.1f} s")
+        self.say(f"Compiled the training function in {time.perf_counter() - started:.1f} s")
         self.state = None
         if self.streaming:
             self.carried_states = self.model.initial_state_values(s.batch_size)
         if self.checkpoint is not None:
             self._restore_from_checkpoint()
+
+    @functools.cached_property
+    def loss_fn(self):
+        """The compiled loss, at its first use (the first report), so that it does not delay the first step."""
+        return self.model.compile_loss(carry_state=self.streaming)
+
+    @functools.cached_property
+    def step_fn(self):
+        """The compiled one-step function for samples, at its first use."""
+        return self.model.compile_step()
 
     def _restore_from_checkpoint(self):
         train_state = self.checkpoint.training_state

@@ -80,15 +80,39 @@ def _python_thunk_op(op: COp) -> COp:
     return python_op
 
 
-class ElementwiseCLinker(VMLinker):
-    """PyTensor's C virtual machine with C code only for elementwise loops and reductions.
+def _c_code_pays_off(node) -> bool:
+    """Whether a node is worth its C module (gcc takes 0.3 to 0.5 s for each in a cold start).
 
-    Each distinct C Op is one C module that gcc compiles (about 0.4 s) the
+    Yes for elementwise loops and reductions over matrices or larger (the
+    parameters' gradients and updates: the C code reuses its output buffer,
+    and NumPy's float64 accumulation along an axis was 10 times slower), and
+    for elementwise Ops on vectors that are not one NumPy ufunc (a fused
+    ``Composite``, whose Python ``perform`` calls Python per value). No for
+    scalars, single ufuncs and sums on vectors, and every other Op.
+    """
+    op = node.op
+    if not isinstance(op, (Elemwise, CAReduce)):
+        return False
+    ndim = max(v.type.ndim for v in node.inputs + node.outputs)
+    if ndim >= 2:
+        return True
+    if ndim == 0 or isinstance(op, CAReduce):
+        return False
+    spec = op.nfunc_spec
+    return spec is None or spec[1] != len(node.inputs)
+
+
+class ElementwiseCLinker(VMLinker):
+    """PyTensor's C virtual machine with C code only where it pays off: elementwise loops and reductions.
+
+    Each distinct C Op is one C module that gcc compiles (0.3 to 0.5 s) the
     first time a process meets it with an empty compile directory: the
-    training step held 26. The C code pays off only where an Op loops over
-    many values (``Elemwise``, fused ``Composite`` updates, ``CAReduce``
-    sums); the shape, view, indexing and join Ops run as fast in Python next
-    to symrnn's own Ops and NumPy's matrix products, so they keep their
+    training step held 26, then 10 when only elementwise Ops and reductions
+    were compiled, now 6 (:func:`_c_code_pays_off`). The C code pays off only
+    where an Op loops over many values (``Elemwise``, fused ``Composite``
+    updates, ``CAReduce`` sums, on matrices); the shape, view, indexing and
+    join Ops and scalar or vector arithmetic run as fast in Python next to
+    symrnn's own Ops and NumPy's matrix products, so they keep their
     ``perform``. Only this function's graph is changed: its nodes get
     private copies of those Ops that never ask for C code.
     """
@@ -99,7 +123,7 @@ class ElementwiseCLinker(VMLinker):
 
     def make_all(self, *args, **kwargs):
         for node in self.fgraph.apply_nodes:
-            if isinstance(node.op, COp) and not isinstance(node.op, (Elemwise, CAReduce)):
+            if isinstance(node.op, COp) and not _c_code_pays_off(node):
                 node.op = _python_thunk_op(node.op)
         return super().make_all(*args, **kwargs)
 

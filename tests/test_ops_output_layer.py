@@ -76,8 +76,8 @@ def test_the_float64_output_layer_handles_many_row_blocks():
 
 @pytest.mark.parametrize(
     "N, V",
-    [(7, 50), (300, 4000)],  # one thread below a million logits; 1.2 million: the parallel kernel
-    ids=["serial kernel", "parallel kernel"],
+    [(7, 50), (300, 4000)],  # one thread below a million logits; 1.2 million: row blocks on threads
+    ids=["one thread", "row blocks on threads"],
 )
 def test_the_float32_kernel_path_equals_the_float64_reference_and_stays_float32(N, V):
     rng = np.random.default_rng(1)
@@ -173,7 +173,7 @@ def test_a_training_step_computes_the_output_layer_products_once():
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered")  # the gradient products meet the poisoned rows
-@pytest.mark.parametrize("N, V", [(6, 40), (300, 4000)], ids=["serial kernel", "parallel kernel"])
+@pytest.mark.parametrize("N, V", [(6, 40), (300, 4000)], ids=["one thread", "row blocks on threads"])
 @pytest.mark.parametrize("poison", [np.nan, np.inf, -np.inf])
 def test_a_non_finite_logit_makes_the_loss_non_finite_so_training_skips_the_step(N, V, poison):
     # The kernel's fast-math passes could turn a NaN into an ordinary number;

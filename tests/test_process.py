@@ -19,26 +19,6 @@ def run_probe(tmp_path, code, **env_changes):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-KERNEL_RUN = (
-    "import numpy as np, numba\n"
-    "from symrnn.ops import kernels\n"
-    "kernels.softmax_cross_entropy_inplace(np.zeros((300, 4000), np.float32), np.zeros(4000, np.float32),"
-    " np.zeros(300, np.int32), np.ones(300, np.float32), 2)\n"
-)
-
-
-def test_configure_process_selects_numba_s_workqueue_threads_for_the_kernels(tmp_path):
-    code = "from scripts.process import configure_process\nconfigure_process()\n" + KERNEL_RUN
-    code += "import json; print(json.dumps(numba.threading_layer()))\n"
-    assert run_probe(tmp_path, code) == "workqueue"
-
-
-def test_configure_process_keeps_the_threading_layer_the_user_chose(tmp_path):
-    code = "from scripts.process import configure_process\nconfigure_process()\n" + KERNEL_RUN
-    code += "import json; print(json.dumps(numba.threading_layer()))\n"
-    assert run_probe(tmp_path, code, NUMBA_THREADING_LAYER="omp") == "omp"
-
-
 def test_the_blas_thread_limit_reaches_the_blas_of_the_numba_kernels_too(tmp_path):
     # NumPy and the Numba kernels (through SciPy) each load their own OpenBLAS; the GRU kernels load SciPy's late
     code = "from scripts.process import configure_process\nconfigure_process(blas_threads=1)\n"

@@ -5,8 +5,8 @@ work of a training step, and NumPy's ``exp`` takes about 3 ns per float32
 element on an AVX2 machine. These kernels make one pass per row over the
 logits (the row stays in cache): add the bias, find the maximum, exponentiate
 with a vectorisable polynomial (:func:`exp_shifted_inplace`), sum, and turn the row
-into the gradient with respect to the logits, in place, rows split across
-Numba's threads.
+into the gradient with respect to the logits, in place, row blocks split across
+a few threads of this module's own (the kernel releases the GIL).
 
 For a row :math:`z = o + b` with target :math:`y` and weight :math:`w` (the
 mask), :math:`m = \max_j z_j` and :math:`s = \sum_j e^{z_j - m}`:
@@ -20,24 +20,30 @@ mask), :math:`m = \max_j z_j` and :math:`s = \sum_j e^{z_j - m}`:
 from the same exponentials.
 
 Numba is a dependency of PyTensor itself; the kernels compile on first use
-and are cached on disk (``cache=True``). Which threading layer runs the
-parallel kernel is the scripts' choice (``scripts/process.py`` selects Numba's
-``workqueue`` layer, whose threads sleep between kernels); this module changes
-no process-wide setting.
+and are cached on disk (``cache=True``). No kernel is ``parallel=True``:
+Numba compiled the parallel softmax for seconds at every cold start, and its
+threading layers' workers either spin after each kernel (GNU OpenMP, taking a
+core from the matrix products that follow) or need choosing process-wide.
+This module changes no process-wide setting.
 """
 
 from __future__ import annotations
 
-import types
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 __all__ = [
     "exp_shifted_inplace",
+    "compile_in_background",
     "softmax_cross_entropy_inplace",
-    "softmax_cross_entropy_inplace_serial",
+    "softmax_cross_entropy_rows",
+    "start_compiling_softmax",
     "thread_count",
 ]
 
@@ -91,15 +97,35 @@ def exp_shifted_inplace(x, shift, scale_bits):
         x[j] *= scale[j]
 
 
+_SIGN_FOLD = np.int32(0x7FFFFFFF)
+
+
 @njit(fastmath=True, cache=True)
-def _add_bias_and_max(row, bias):
-    """``row += bias`` in place; returns ``max(row)``."""
-    top = np.float32(-np.inf)
+def _max_of(x, scratch):
+    """``max(x)`` of float32 ``x`` (V >= 1), through integer keys; ``scratch``: int32, at least one value.
+
+    A float32 maximum does not vectorise in Numba (LLVM keeps the compare and
+    select scalar: 0.65 ns per value, two thirds of the whole softmax) but an
+    int32 one does (0.08 ns). A float32's bits read as int32, with those of a
+    negative number's magnitude flipped (``b ^ ((b >> 31) & 0x7fffffff)``),
+    are ordered as the numbers are (-0.0 just below 0.0; a NaN of positive
+    sign above +inf, so it is the maximum).
+    """
+    bits = x.view(np.int32)
+    top = np.int32(-2147483648)
+    for j in range(bits.shape[0]):
+        b = bits[j]
+        top = max(top, b ^ ((b >> np.int32(31)) & _SIGN_FOLD))
+    scratch[0] = top ^ ((top >> np.int32(31)) & _SIGN_FOLD)
+    return scratch[:1].view(np.float32)[0]
+
+
+@njit(fastmath=True, cache=True)
+def _add_bias_and_max(row, bias, scratch):
+    """``row += bias`` in place; returns ``max(row)`` (:func:`_max_of`)."""
     for j in range(row.shape[0]):
-        z = row[j] + bias[j]
-        row[j] = z
-        top = max(top, z)
-    return top
+        row[j] += bias[j]
+    return _max_of(row, scratch)
 
 
 # Reassociation (so that the sum vectorises) but no assumption that values are
@@ -133,8 +159,9 @@ def _scale_and_accumulate(row, factor, column_sums):
         column_sums[j] += d
 
 
-def _softmax_cross_entropy_inplace(logits, bias, targets, weights, n_chunks):
-    """Weighted softmax cross-entropy of logits plus bias, and its gradient, in place.
+@njit(nogil=True, cache=True)
+def softmax_cross_entropy_rows(logits, bias, targets, weights):
+    """Weighted softmax cross-entropy of logits plus bias, and its gradient, in place, on the calling thread.
 
     Parameters
     ----------
@@ -145,8 +172,6 @@ def _softmax_cross_entropy_inplace(logits, bias, targets, weights, n_chunks):
     targets : ndarray (N,) int, values in [0, V) (not checked here)
     weights : ndarray (N,) float32
         The mask; rows of weight 0 cost nothing and get a zero gradient.
-    n_chunks : int >= 1
-        Row blocks run in parallel (Numba's threads).
 
     Returns
     -------
@@ -156,62 +181,131 @@ def _softmax_cross_entropy_inplace(logits, bias, targets, weights, n_chunks):
         holds a NaN or an infinity.
     bias_grad : ndarray (V,) float32
         Column sums of the gradient (the gradient with respect to ``bias``).
+
+    Notes
+    -----
+    Releases the GIL (``nogil``): :func:`softmax_cross_entropy_inplace` runs
+    row blocks of one batch on several threads through it.
     """
     N, V = logits.shape
-    row_loss = np.zeros(N, dtype=np.float64)
-    column_sums = np.zeros((n_chunks, V), dtype=logits.dtype)
-    for c in prange(n_chunks):
-        scale_bits = np.empty(V, dtype=np.int32)
-        part = column_sums[c]
-        for i in range(c * N // n_chunks, (c + 1) * N // n_chunks):
-            row = logits[i]
-            w = weights[i]
-            if w == 0:
-                row[:] = 0
-                continue
-            top = _add_bias_and_max(row, bias)
-            if not _is_finite_row(row):
-                # The fast-math passes below may turn NaN or inf into finite
-                # numbers; a non-finite logit must make the loss non-finite
-                # (as log_softmax does for NaN and +inf; -inf, which no
-                # trained parameter produces, is treated alike) so that
-                # training skips the step.
-                row_loss[i] = np.nan
-                continue
-            t = targets[i]
-            z_target = row[t]
-            exp_shifted_inplace(row, top, scale_bits)
-            total = _sum64(row)
-            row_loss[i] = w * (np.log(total) + top - z_target)
-            _scale_and_accumulate(row, np.float32(w / total), part)
-            row[t] -= w
-            part[t] -= w
-    return row_loss.sum(), column_sums.sum(axis=0)
+    loss = 0.0
+    column_sums = np.zeros(V, dtype=logits.dtype)
+    scale_bits = np.empty(V, dtype=np.int32)
+    for i in range(N):
+        row = logits[i]
+        w = weights[i]
+        if w == 0:
+            row[:] = 0
+            continue
+        top = _add_bias_and_max(row, bias, scale_bits)
+        if not _is_finite_row(row):
+            # The fast-math passes below may turn NaN or inf into finite
+            # numbers; a non-finite logit must make the loss non-finite
+            # (as log_softmax does for NaN and +inf; -inf, which no
+            # trained parameter produces, is treated alike) so that
+            # training skips the step.
+            loss = np.nan
+            continue
+        t = targets[i]
+        z_target = row[t]
+        exp_shifted_inplace(row, top, scale_bits)
+        total = _sum64(row)
+        loss += w * (np.log(total) + top - z_target)
+        _scale_and_accumulate(row, np.float32(w / total), column_sums)
+        row[t] -= w
+        column_sums[t] -= w
+    return loss, column_sums
 
 
-def _renamed(function, name: str):
-    """A copy of ``function`` under another qualified name.
+_pool_lock = threading.Lock()
+_pool = None  # (process id, worker count, ThreadPoolExecutor), created at the first call on several threads
 
-    Numba's disk cache keys compiled code by the function's qualified name and
-    signature, not by ``parallel=``: two dispatchers of one function share one
-    cache entry, and whichever compiled first is loaded by both. Under one name
-    the serial kernel, compiled first for a small batch, was loaded as the
-    parallel one by every later process, which then ran on one thread.
+
+def _workers(count: int) -> ThreadPoolExecutor:
+    """This module's pool of at least ``count`` worker threads (created, or replaced by a larger one, on demand).
+
+    A forked child process has none of its parent's threads: it makes its own pool.
     """
-    copy = types.FunctionType(function.__code__, function.__globals__, name, function.__defaults__, function.__closure__)
-    copy.__qualname__ = name
-    copy.__doc__ = function.__doc__
-    return copy
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid() or _pool[1] < count:
+            if _pool is not None and _pool[0] == os.getpid():
+                _pool[2].shutdown(wait=False)
+            _pool = (os.getpid(), count, ThreadPoolExecutor(max_workers=count, thread_name_prefix="symrnn-softmax"))
+        return _pool[2]
 
 
-softmax_cross_entropy_inplace = njit(parallel=True, cache=True)(_softmax_cross_entropy_inplace)
-# The same on the calling thread alone: a parallel kernel wakes Numba's worker
-# threads even for one row block, which costs more than a small batch's softmax.
-softmax_cross_entropy_inplace_serial = njit(cache=True)(
-    _renamed(_softmax_cross_entropy_inplace, "_softmax_cross_entropy_inplace_serial")
-)
+_compiling = set()  # the keys compile_in_background has started
+
+
+def compile_in_background(key, first_call: Callable[[], object]) -> None:
+    """Run ``first_call`` on a background thread, once per ``key`` in this process.
+
+    ``first_call`` calls Numba kernels on tiny arrays of the types they will
+    get, which compiles them (or loads them from Numba's disk cache). Called
+    while a graph is built, so that the compilation overlaps with PyTensor's
+    rewriting and C compilation (gcc runs in other processes) instead of
+    delaying the first step. A call of a kernel meanwhile waits for that
+    compilation (Numba's compiler lock) and then uses it. A failure here is
+    left for that call to raise.
+    """
+    with _pool_lock:
+        if key in _compiling:
+            return
+        _compiling.add(key)
+    threading.Thread(target=_quietly, args=(first_call,), name="symrnn-compile").start()
+
+
+def _quietly(first_call):
+    try:
+        first_call()
+    except Exception:  # noqa: BLE001 - the first real call raises it, where it belongs
+        pass
+
+
+def start_compiling_softmax(targets_dtype) -> None:
+    """:func:`compile_in_background` for the softmax kernel with targets of ``targets_dtype`` (about 2 s of Numba)."""
+    dtype = np.dtype(targets_dtype)
+    compile_in_background(("softmax", dtype), lambda: softmax_cross_entropy_rows(
+        np.zeros((1, 1), np.float32), np.zeros(1, np.float32), np.zeros(1, dtype), np.ones(1, np.float32)))
+
+
+def softmax_cross_entropy_inplace(logits, bias, targets, weights, n_threads=1):
+    """:func:`softmax_cross_entropy_rows` with the rows split into ``n_threads`` blocks run at once.
+
+    The calling thread takes the first block; the others go to this module's
+    worker threads (``n_threads - 1`` of them, created at the first call that
+    needs them; they sleep between calls). One compiled kernel serves every
+    block and every thread count, so a cold start compiles one kernel, not a
+    serial and a parallel one (Numba's ``parallel=True`` compiled for seconds).
+
+    Parameters
+    ----------
+    logits, bias, targets, weights
+        As for :func:`softmax_cross_entropy_rows`.
+    n_threads : int >= 1
+
+    Returns
+    -------
+    loss : float
+    bias_grad : ndarray (V,) float32
+    """
+    N = logits.shape[0]
+    n_threads = max(1, min(n_threads, N))
+    if n_threads == 1:
+        return softmax_cross_entropy_rows(logits, bias, targets, weights)
+    bounds = [N * c // n_threads for c in range(n_threads + 1)]
+    pool = _workers(n_threads - 1)
+    others = [pool.submit(softmax_cross_entropy_rows, logits[a:b], bias, targets[a:b], weights[a:b])
+              for a, b in zip(bounds[1:-1], bounds[2:])]
+    loss, bias_grad = softmax_cross_entropy_rows(logits[: bounds[1]], bias, targets[: bounds[1]], weights[: bounds[1]])
+    for block in others:
+        block_loss, block_grad = block.result()
+        loss += block_loss
+        bias_grad += block_grad
+    return loss, bias_grad
 
 
 def thread_count() -> int:
-    """Numba's current thread count (row blocks per call)."""
+    """Threads for the softmax kernel's row blocks: Numba's thread count (``numba.set_num_threads``, the scripts' ``BLAS_THREADS``)."""
     return numba.get_num_threads()

@@ -109,6 +109,12 @@ class OutputLayerNLL(Op):
         dtype = same_dtype({"hidden": hidden, "W": W, "b": b, "weights": weights})
         N = first_known(hidden.type.shape[0], targets.type.shape[0], weights.type.shape[0])
         V = first_known(W.type.shape[1], b.type.shape[0])
+        if dtype == "float32":
+            # Numba compiles the kernel in the background while the graph is
+            # built, rewritten and C-compiled, instead of at the first step.
+            from symrnn.ops import kernels
+
+            kernels.start_compiling_softmax(targets.type.dtype)
         outputs = [
             TensorType(dtype, shape=())(),
             TensorType(dtype, shape=(N, V))(),
@@ -138,9 +144,7 @@ class OutputLayerNLL(Op):
         if logits.dtype == np.float32:
             from symrnn.ops import kernels
 
-            blocks = _row_blocks(N, V)
-            kernel = kernels.softmax_cross_entropy_inplace if blocks > 1 else kernels.softmax_cross_entropy_inplace_serial
-            total, d_b = kernel(logits, b, targets, weights, blocks)
+            total, d_b = kernels.softmax_cross_entropy_inplace(logits, b, targets, weights, _softmax_threads(N, V))
         else:
             total, d_b = _softmax_cross_entropy_numpy(logits, b, targets, weights)
         dtype = node.outputs[0].dtype
@@ -170,11 +174,11 @@ class OutputLayerNLL(Op):
         ]
 
 
-def _row_blocks(N, V):
+def _softmax_threads(N, V):
     """How many threads the softmax kernel uses for an (N, V) batch.
 
-    One below about a million logits (a millisecond of work): waking Numba's
-    worker threads costs more there, and right after a matrix product those
+    One below about a million logits (a millisecond of work): waking worker
+    threads costs more there, and right after a matrix product those
     threads compete with OpenBLAS's, which spin for a while before sleeping.
     """
     from symrnn.ops import kernels
