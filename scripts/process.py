@@ -76,17 +76,39 @@ def keep_freed_memory_for_reuse() -> None:
 
 
 def limit_blas_threads(threads: int) -> None:
-    """Run NumPy's BLAS (which PyTensor's CPU backend calls), SciPy's (which the fused
-    layers' Numba kernels call) and symrnn's Numba kernels on ``threads`` threads (0: leave as is)."""
-    if threads == 0:
-        return
-    import numba
-    # Loads SciPy's BLAS, which the Numba kernels' matrix products call, so that the limit reaches it too.
-    import scipy.linalg.cython_blas  # noqa: F401
-    from threadpoolctl import threadpool_limits
+    """Thread counts of the BLAS libraries and symrnn's Numba kernels.
 
-    threadpool_limits(limits=threads, user_api="blas")
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    ``threads`` > 0: NumPy's BLAS (the big products of the graph) and the
+    softmax kernel's row blocks run on ``threads`` threads; 0 leaves them as
+    they are (all cores). SciPy's own BLAS, which the fused layers' Numba
+    kernels call, runs on one thread where it is a library of its own (the
+    PyPI wheels ship one beside NumPy's): the kernels' per-step products are
+    small, and two OpenBLAS thread pools whose workers
+    spin after each product took the cores from each other (measured on 2
+    cores: a batch-1 training step 16 ms with both pools on 2 threads, 3.3 ms
+    with SciPy's on one).
+    """
+    import numba
+    # Loads SciPy's BLAS, which the Numba kernels' matrix products call, so that the limits reach it.
+    import scipy
+    import scipy.linalg.cython_blas  # noqa: F401
+    from threadpoolctl import ThreadpoolController, threadpool_limits
+
+    if threads > 0:
+        threadpool_limits(limits=threads, user_api="blas")
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    controller = ThreadpoolController()
+    scipy_own = [lib.filepath for lib in controller.lib_controllers
+                 if lib.user_api == "blas" and _inside_package(lib.filepath, scipy)]
+    if scipy_own:
+        controller.select(filepath=scipy_own).limit(limits=1)
+
+
+def _inside_package(path: str, package) -> bool:
+    """Whether ``path`` lies in ``package``'s folder or in the wheel's ``<package>.libs`` beside it."""
+    root = os.path.dirname(os.path.realpath(package.__file__))
+    folder = os.path.dirname(os.path.realpath(path))
+    return folder == root or folder.startswith(root + os.sep) or folder == root + ".libs"
 
 
 def configure_jax() -> None:

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -31,6 +33,21 @@ def test_the_blas_thread_limit_reaches_the_blas_of_the_numba_kernels_too(tmp_pat
     code += "print(json.dumps([(i['filepath'], i['num_threads']) for i in blas]))\n"
     libraries = run_probe(tmp_path, code)
     assert len(libraries) >= 2 and all(threads == 1 for _, threads in libraries), libraries
+
+
+def test_by_default_the_numba_kernels_own_blas_runs_on_one_thread_and_numpy_s_is_left_alone(tmp_path):
+    code = "import json, threadpoolctl, numpy, scipy\n"
+    code += "before = {i['filepath']: i['num_threads'] for i in threadpoolctl.threadpool_info()}\n"
+    code += "from scripts.process import configure_process\nconfigure_process()\n"
+    code += "after = {i['filepath']: i['num_threads'] for i in threadpoolctl.threadpool_info() if i['user_api'] == 'blas'}\n"
+    code += "print(json.dumps([[p, n, before.get(p), 'scipy' in p.split('site-packages')[-1].split('/')[1]] for p, n in after.items()]))\n"
+    libraries = run_probe(tmp_path, code)
+    scipy_own = [lib for lib in libraries if lib[3]]
+    others = [lib for lib in libraries if not lib[3]]
+    if not scipy_own:
+        pytest.skip("SciPy shares NumPy's BLAS here (no separate library to limit)")
+    assert all(threads == 1 for _, threads, _, _ in scipy_own), libraries
+    assert all(threads == before for _, threads, before, _ in others), libraries
 
 
 def test_importing_and_using_the_library_changes_no_process_wide_setting(tmp_path):
