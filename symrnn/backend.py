@@ -30,6 +30,7 @@ from pytensor.compile.mode import Mode, get_mode
 from pytensor.graph.rewriting.basic import in2out, node_rewriter
 from pytensor.link.c.op import COp
 from pytensor.link.vm import VMLinker
+from pytensor.scalar.basic import Composite
 from pytensor.tensor.elemwise import CAReduce, Elemwise
 
 __all__ = [
@@ -93,6 +94,12 @@ def _c_code_pays_off(node) -> bool:
     op = node.op
     if not isinstance(op, (Elemwise, CAReduce)):
         return False
+    if isinstance(op, CAReduce) and isinstance(op.scalar_op, Composite):
+        # A reduction with a fused scalar Op (``sum(sqr(g))`` becomes
+        # ``CAReduce{i0 + sqr(i1)}``) is wrong in Python: its ``perform``
+        # reduces with the fused Op as a ufunc, which starts from the first
+        # value unsquared. Only the C code starts from the identity.
+        return True
     ndim = max(v.type.ndim for v in node.inputs + node.outputs)
     if ndim >= 2:
         return True

@@ -194,3 +194,16 @@ def test_jax_float32_sums_keep_their_dtype_and_pytensors_own_jax_mode_is_left_un
     assert np.asarray(whole).dtype == np.float32 and np.asarray(columns).dtype == np.float32
     np.testing.assert_allclose(whole, np.sum(values, dtype=np.float64), rtol=1e-6)
     assert jax_funcify.dispatch(CAReduce) is translation  # no process-wide patch
+
+
+@pytest.mark.parametrize("shape", [(40,), (3, 4), ()])
+def test_the_c_backend_sums_squares_of_vectors_matrices_and_scalars_as_numpy_does(shape):
+    # PyTensor fuses sum(sqr(x)) into one reduction whose Python perform skips
+    # squaring the first value; the c backend must keep its C code.
+    x = pt.tensor(dtype="float32", shape=(None,) * len(shape))
+    sum_of_squares = pytensor.function([x], pt.sum(pt.sqr(x)), mode=backend.compile_mode("c"))
+    norm = pytensor.function([x], pt.sqrt(pt.sum(pt.sqr(x)) + pt.sum(pt.sqr(2 * x))), mode=backend.compile_mode("c"))
+    values = np.random.default_rng(9).normal(size=shape).astype(np.float32) + 3
+    squares = float(np.sum(values.astype(np.float64) ** 2))
+    np.testing.assert_allclose(sum_of_squares(values), squares, rtol=1e-6)
+    np.testing.assert_allclose(norm(values), np.sqrt(5 * squares), rtol=1e-6)

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numba
 import numpy as np
 import pytest
 
 from symrnn.ops import kernels
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_exp_kernel_is_within_two_float32_ulps_of_exp_on_the_whole_useful_range():
@@ -111,3 +118,24 @@ def test_a_background_compilation_runs_once_per_key():
         if thread.name == "symrnn-compile":
             thread.join()
     assert calls == [1]
+
+
+@pytest.mark.parametrize("cell, module, op", [("gru", "gru_kernels", "fused_gru"), ("lstm", "lstm_kernels", "fused_lstm"),
+                                              ("rnn", "rnn_kernels", "fused_rnn")])
+def test_building_a_fused_layer_graph_compiles_its_forward_and_backward_kernels_in_the_background(tmp_path, cell, module, op):
+    states = "[h0, h0]" if cell == "lstm" else "[h0]"
+    code = (
+        "import json, threading\n"
+        "import pytensor.tensor as pt\n"
+        f"from symrnn.ops import {cell}, {module}\n"
+        "projected, mask, h0, W_h = pt.tensor3(dtype='float32'), pt.matrix(dtype='float32'), pt.matrix(dtype='float32'), "
+        "pt.matrix(dtype='float32')\n"
+        f"getattr({cell}, '{op}')(projected, mask, *{states}, W_h)\n"
+        "[t.join() for t in threading.enumerate() if t.name == 'symrnn-compile']\n"
+        f"print(json.dumps([len(getattr({module}, '{cell}_' + name).signatures) for name in ('forward', 'backward')]))\n"
+    )
+    (tmp_path / "probe.py").write_text(code)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    out = subprocess.run([sys.executable, str(tmp_path / "probe.py")], capture_output=True, text=True, env=env, check=True)
+    assert json.loads(out.stdout.splitlines()[-1]) == [1, 1]

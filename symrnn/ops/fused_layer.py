@@ -40,6 +40,7 @@ from pytensor.graph.op import Op
 from pytensor.tensor.type import TensorType
 
 from symrnn.ops.checks import FLOAT_DTYPES, as_float_tensor, first_known, is_disconnected, same_dtype
+from symrnn.ops.kernels import compile_in_background
 
 __all__ = [
     "GATES",
@@ -94,7 +95,19 @@ class FusedLayer(Op):
         T = first_known(T, mask.type.shape[0])
         states = [TensorType(dtype, shape=(T, B, H))() for _ in initial]
         acts = TensorType(dtype, shape=(T, B, None if H is None else self.blocks * H))()
+        # Numba compiles the layer's kernels in the background while the graph
+        # is built, rewritten and C-compiled, instead of at the first step.
+        compile_in_background((type(self).__name__, dtype), lambda: self.warm_up(dtype))
         return Apply(self, [projected, mask, *initial, W_h], [*states, acts])
+
+    def warm_up(self, dtype):
+        """Run the forward and the backward pass once on tiny arrays of ``dtype`` (compiles their kernels)."""
+        T, B, H = 2, 1, 2
+        initial = [np.zeros((B, H), dtype=dtype) for _ in self.initial_names]
+        W_h = np.zeros((H, self.blocks * H), dtype=dtype)
+        mask = np.ones((T, B), dtype=dtype)
+        states, acts = self.forward(np.zeros((T, B, self.blocks * H), dtype=dtype), mask, initial, W_h)
+        self.grad_op().backward(mask, initial, W_h, states, acts, [np.zeros_like(s) for s in states])
 
     def infer_shape(self, fgraph, node, input_shapes):
         p_shape, w_shape = input_shapes[0], input_shapes[-1]

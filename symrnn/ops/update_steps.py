@@ -38,6 +38,7 @@ from pytensor.graph.op import Op
 
 from symrnn.ops.cell_math import one
 from symrnn.ops.checks import FLOAT_DTYPES, same_dtype
+from symrnn.ops.kernels import compile_in_background
 
 __all__ = ["RMSpropStep", "SquaredNorm", "rmsprop_step", "squared_norm"]
 
@@ -100,6 +101,8 @@ class RMSpropStep(Op):
                             f"{cache.type}, {grad.type}")
         if any(s.type.ndim != 0 for s in (*scalars, apply)):
             raise TypeError("learning_rate, decay, epsilon and apply must be scalars")
+        compile_in_background(("rmsprop", dtype), lambda: _rmsprop(*[np.ones(1, dtype)] * 3, *[np.ones((), dtype)[()]] * 3,
+                                                                     *[np.empty(1, dtype)] * 2))
         return Apply(self, [param, cache, grad, *scalars, apply], [param.type(), cache.type()])
 
     def infer_shape(self, fgraph, node, input_shapes):
@@ -132,6 +135,7 @@ class SquaredNorm(Op):
         x = pt.as_tensor_variable(x)
         if x.type.dtype not in FLOAT_DTYPES:
             raise TypeError(f"SquaredNorm needs a float32 or float64 array, got {x.type.dtype}")
+        compile_in_background(("sum_of_squares", x.type.dtype), lambda: _sum_of_squares(np.ones(1, x.type.dtype)))
         return Apply(self, [x], [pt.scalar(dtype="float64")])
 
     def infer_shape(self, fgraph, node, input_shapes):
