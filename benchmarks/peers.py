@@ -120,10 +120,10 @@ class SymrnnSide:
 
     @staticmethod
     def libraries():
-        """numpy's BLAS (what symrnn's matrix products use) and Numba's thread count."""
+        """numpy's BLAS (the graph's matrix products), SciPy's (the fused layers' per-step products) and Numba's threads."""
         import numba
 
-        return {**numpy_blas(), "numba_threads": numba.get_num_threads()}
+        return {**numpy_blas(), **kernel_blas(), "numba_threads": numba.get_num_threads()}
 
 
 def numpy_blas():
@@ -137,6 +137,18 @@ def numpy_blas():
                         blas_threading=pool.get("threading_layer"), blas_threads=pool.get("num_threads"))
             break
     return info
+
+
+def kernel_blas():
+    """The BLAS that the Numba kernels call (SciPy's), as :func:`numpy_blas` names numpy's."""
+    import scipy.linalg.cython_blas  # noqa: F401  (loads it)
+    from threadpoolctl import threadpool_info
+
+    for pool in threadpool_info():
+        if pool.get("user_api") == "blas" and "scipy" in pool.get("filepath", "").split("site-packages")[-1]:
+            return {"kernel_blas": f"{pool['internal_api']} {pool.get('version')}",
+                    "kernel_blas_architecture": pool.get("architecture"), "kernel_blas_threads": pool.get("num_threads")}
+    return {"kernel_blas": "numpy's (SciPy shares it)"}
 
 
 def rmsprop_step(loss, params, caches, learning_rate, decay, epsilon, grad_clip=None):

@@ -38,8 +38,9 @@ def _library_lines(libraries):
     if s:
         lines.append(
             f"symrnn side: numpy {s.get('numpy')}, BLAS {s.get('blas')} ({s.get('blas_architecture')} kernels, "
-            f"{s.get('blas_threading')}), {s.get('blas_threads')} BLAS threads, "
-            f"{s.get('numba_threads', '?')} Numba threads (symrnn's kernels)")
+            f"{s.get('blas_threading')}), {s.get('blas_threads')} BLAS threads; the fused layers' kernels call "
+            f"{s.get('kernel_blas', '?')} ({s.get('kernel_blas_architecture', '?')} kernels), "
+            f"{s.get('kernel_blas_threads', '?')} thread(s); {s.get('numba_threads', '?')} threads for the softmax kernel")
     t = libraries.get("pytorch")
     if t:
         lines.append(

@@ -28,8 +28,8 @@ def _max_rss_mib():
 def _symrnn_side(args, values, gate=None):
     from scripts.process import configure_process
 
-    # As symrnn's scripts run: Numba's workqueue threads, JAX's full float32
-    # products; thread counts come from the environment the runner set.
+    # As symrnn's scripts run: the Numba kernels' own BLAS on one thread, JAX's
+    # full float32 products; thread counts come from the environment the runner set.
     configure_process(backend=args["backend"])
     return SymrnnSide(values, args.get("cell", "gru"), gate or args.get("gate", "hard_sigmoid"),
                       args["backend"], args["implementation"])
