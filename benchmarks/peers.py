@@ -145,7 +145,8 @@ def kernel_blas():
     from threadpoolctl import threadpool_info
 
     for pool in threadpool_info():
-        if pool.get("user_api") == "blas" and "scipy" in pool.get("filepath", "").split("site-packages")[-1]:
+        folders = pool.get("filepath", "").replace("\\", "/").split("/")
+        if pool.get("user_api") == "blas" and any(f == "scipy.libs" or f == "scipy" for f in folders[:-1]):
             return {"kernel_blas": f"{pool['internal_api']} {pool.get('version')}",
                     "kernel_blas_architecture": pool.get("architecture"), "kernel_blas_threads": pool.get("num_threads")}
     return {"kernel_blas": "numpy's (SciPy shares it)"}

@@ -397,4 +397,5 @@ def _libraries(training_results, matmul):
 
 
 _LIBRARY_KEYS = {"numpy", "blas", "blas_architecture", "blas_threading", "blas_threads", "numba_threads", "torch",
+                 "kernel_blas", "kernel_blas_architecture", "kernel_blas_threads",
                  "onednn", "cpu_capability", "torch_threads", "torch_interop_threads", "requested_threads"}
