@@ -25,29 +25,26 @@ from pathlib import Path
 try:
     from . import common
     from . import train_callbacks as callbacks
+    from .train_data import TrainingData, resolve_corpus_path
 except ImportError:  # run as a file: python scripts/train.py
     import common
     import train_callbacks as callbacks
+    from train_data import TrainingData, resolve_corpus_path
 
 import numpy as np
 
-from symrnn.batching import split_train_validation
 from symrnn.checkpoint import load_checkpoint, save_checkpoint
-from symrnn.config import DEFAULT_INPUT_DATA_FILE, Settings, misspelt_settings
-from symrnn.corpus import load_sentences, load_token_stream
-from symrnn.default_corpus import DEFAULT_CORPUS_NAME
+from symrnn.config import Settings, misspelt_settings
 from symrnn.errors import CheckpointError, ConfigError
 from symrnn.memory import available_memory_bytes, format_bytes, training_memory_bytes
 from symrnn.metrics import write_metrics
 from symrnn.paths import check_output_path
 from symrnn.plotting import plot_available, write_loss_curve
 from symrnn.sampling import detokenize, generate, generate_text, stream_start_id
-from symrnn.streams import count_windows, hold_out_tail, parallel_streams
+from symrnn.streams import parallel_streams
 from symrnn.training import Diverged, TrainingState, evaluate, evaluate_streams, train, train_streams
-from symrnn.vocab import Vocabulary, sentences_to_pairs, unknown_share, unknown_share_warning
 
 EVALUATION_SENTENCES = 10000  # the tutorial's loss report uses the first 10,000 training sentences
-EVALUATION_TOKENS = 100000  # stream mode's training loss: the first 100,000 training tokens
 STREAM_STATE = "stream_state/{}"  # the carried states in a checkpoint's training state, in initial_state_values order
 
 
@@ -60,13 +57,6 @@ def parse_arguments(argv):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     return parser.parse_args(argv)
-
-
-def resolve_corpus_path(settings: Settings) -> str | None:
-    """INPUT_DATA_FILE, else the tutorial's default file if present, else None (embedded corpus)."""
-    if settings.input_data_file:
-        return settings.input_data_file
-    return DEFAULT_INPUT_DATA_FILE if Path(DEFAULT_INPUT_DATA_FILE).exists() else None
 
 
 def beside(path: str, suffix: str) -> str:
@@ -134,101 +124,7 @@ class Run:
 
     # ------------------------------------------------------------------ data
     def load_data(self):
-        from models.tutorial import reading_line
-
-        s = self.settings
-        path = resolve_corpus_path(s)
-        self.say(reading_line(path))
-        self.read_options = dict(min_sent_characters=s.min_sent_characters, cache_dir=s.token_cache_dir(str(Path.home())),
-                                 max_data_bytes=s.max_data_mb * 2**20)
-        if self.streaming:
-            self._load_stream(path)
-        else:
-            self._load_sentences(path)
-        self.validation, self.held_out = self.held_out_data, None
-        if s.validation_file:
-            self.validation = self._evaluation_data(s.validation_file, "VALIDATION_FILE")
-            self.held_out = self.held_out_data if self._has_data(self.held_out_data) else None
-        self.test = self._evaluation_data(s.test_file, "TEST_FILE") if s.test_file else None
-
-    def _use_vocabulary(self, tokens_for_vocabulary, sentences_for_share):
-        """The checkpoint's vocabulary or a new one; the unknown share checked against the checkpoint's."""
-        s = self.settings
-        if self.checkpoint is not None and self.checkpoint.vocabulary is not None:
-            self.vocabulary = Vocabulary(self.checkpoint.vocabulary)
-        else:
-            self.vocabulary = Vocabulary.build(tokens_for_vocabulary, s.vocabulary_size)
-        share = unknown_share(sentences_for_share, self.vocabulary)
-        # The share the model was trained with, kept in its checkpoints so that a
-        # resumed run or evaluate.py can tell a corpus that does not fit it.
-        self.trained_unknown_share = share
-        if self.checkpoint is not None:  # the resumed vocabulary may not fit this corpus
-            saved = self.checkpoint.training_state.get("unknown_share")
-            if saved is not None:
-                self.trained_unknown_share = float(saved)
-            self.say(f"Tokens not in the model's vocabulary (UNKNOWN_TOKEN): {share:.1%}")
-            warning = unknown_share_warning(share, None if saved is None else float(saved))
-            if warning:
-                self.console.warn(warning)
-
-    def _vocabulary_line(self, path) -> str:
-        s = self.settings
-        return (f"Corpus {path or DEFAULT_CORPUS_NAME}: vocabulary of {len(self.vocabulary)} words"
-                + (f" (asked for {s.vocabulary_size}: the corpus has fewer distinct words)"
-                   if len(self.vocabulary) < s.vocabulary_size else ""))
-
-    def _load_sentences(self, path):
-        from models.tutorial import statistics_lines
-
-        s = self.settings
-        sentences = load_sentences(path, tokens=s.tokens, **self.read_options)
-        if s.max_sentences:
-            sentences = sentences[: s.max_sentences]
-        self._use_vocabulary(sentences, sentences)
-        X, Y = sentences_to_pairs(sentences, self.vocabulary)
-        train_idx, valid_idx = split_train_validation(len(X), s.validation_fraction, s.seed)
-        self.X_train, self.Y_train = [X[i] for i in train_idx], [Y[i] for i in train_idx]
-        self.X_valid, self.Y_valid = [X[i] for i in valid_idx], [Y[i] for i in valid_idx]
-        self.held_out_data = (self.X_valid, self.Y_valid)
-        if not self.X_train:
-            raise ConfigError("VALIDATION_FRACTION leaves no training sentences; lower it")
-        self.examples_per_epoch = len(self.X_train)
-        tokens = sum(len(y) for y in self.Y_train)
-        self.say(
-            *statistics_lines(sentences, self.vocabulary, s.vocabulary_size), self._vocabulary_line(path),
-            f"Training on {len(self.X_train)} sentences ({tokens} tokens), validating on {len(valid_idx)}",
-        )
-
-    def _load_stream(self, path):
-        s = self.settings
-        tokens = load_token_stream(path, tokens=s.tokens, **self.read_options)
-        self._use_vocabulary([tokens], [tokens])
-        train_ids, self.held_out_data = hold_out_tail(self.vocabulary.encode(tokens), s.validation_fraction)
-        self.streams = parallel_streams(train_ids, s.batch_size)
-        self.training_head = parallel_streams(train_ids[: EVALUATION_TOKENS + s.batch_size], s.batch_size)
-        self.examples_per_epoch = count_windows(self.streams.shape[1], s.seq_length) * s.batch_size
-        self.say(
-            f"Parsed {len(tokens)} tokens ({s.tokens}).", self._vocabulary_line(path),
-            f"Training on {s.batch_size} streams of {self.streams.shape[1]} tokens "
-            f"({count_windows(self.streams.shape[1], s.seq_length)} windows of up to {s.seq_length}), "
-            f"validating on {len(self.held_out_data)} tokens",
-        )
-
-    def _evaluation_data(self, path: str, variable: str):
-        """A separate evaluation text (VALIDATION_FILE, TEST_FILE) with the training vocabulary."""
-        s = self.settings
-        if self.streaming:
-            tokens = load_token_stream(path, tokens=s.tokens, **self.read_options)
-            ids = self.vocabulary.encode(tokens)
-            self.say(f"{variable} {path}: {len(ids)} tokens, {unknown_share([tokens], self.vocabulary):.1%} not in the vocabulary")
-            return ids
-        sentences = load_sentences(path, tokens=s.tokens, **self.read_options)
-        self.say(f"{variable} {path}: {len(sentences)} sentences, "
-                 f"{unknown_share(sentences, self.vocabulary):.1%} of the tokens not in the vocabulary")
-        return sentences_to_pairs(sentences, self.vocabulary)
-
-    def _has_data(self, data) -> bool:
-        return len(data) > 1 if self.streaming else bool(data[0])
+        self.data = TrainingData(self.settings, self.checkpoint, self.console)
 
     # ------------------------------------------------------------------ model
     def build_model(self):
@@ -239,7 +135,7 @@ class Run:
         if s.dropout and s.backend_name == "jax":
             raise ConfigError(f"DROPOUT={s.dropout:g}: the jax backend cannot draw dropout masks; use DROPOUT=0 or BACKEND=cpu")
         self.model = RNNLanguageModel(
-            len(self.vocabulary), s.embedding_dim, s.hidden_dim, num_layers=s.num_layers, cell=s.cell, gate=s.gate,
+            len(self.data.vocabulary), s.embedding_dim, s.hidden_dim, num_layers=s.num_layers, cell=s.cell, gate=s.gate,
             dtype=s.floatx, seed=s.seed, truncate_gradient=s.bptt_truncate, dropout=s.dropout,
             backend=s.backend_name, initial_values=initial, tie_weights=bool(s.tie_weights),
         )
@@ -294,12 +190,12 @@ class Run:
         from symrnn.streams import stream_windows
 
         if self.streaming:
-            window = next(stream_windows(self.streams, self.settings.seq_length))
+            window = next(stream_windows(self.data.streams, self.settings.seq_length))
             return (window.x, window.y, window.mask), self.model.initial_state_values(self.settings.batch_size)
-        index = min(10, len(self.X_train) - 1)
-        batch_size = min(self.settings.batch_size, len(self.X_train))
-        chosen = [self.X_train[(index + i) % len(self.X_train)] for i in range(batch_size)]
-        targets = [self.Y_train[(index + i) % len(self.Y_train)] for i in range(batch_size)]
+        index = min(10, len(self.data.X_train) - 1)
+        batch_size = min(self.settings.batch_size, len(self.data.X_train))
+        chosen = [self.data.X_train[(index + i) % len(self.data.X_train)] for i in range(batch_size)]
+        targets = [self.data.Y_train[(index + i) % len(self.data.Y_train)] for i in range(batch_size)]
         length = bucket_length(max(len(s) for s in chosen), self.bucket_width)
         x, mask = pad_batch(chosen, length)
         y, _ = pad_batch(targets, length)
@@ -338,15 +234,15 @@ class Run:
 
     def training_loss(self) -> float:
         if self.streaming:
-            return self.per_token_loss(self.training_head)
-        return self.per_token_loss((self.X_train[:EVALUATION_SENTENCES], self.Y_train[:EVALUATION_SENTENCES]))
+            return self.per_token_loss(self.data.training_head)
+        return self.per_token_loss((self.data.X_train[:EVALUATION_SENTENCES], self.data.Y_train[:EVALUATION_SENTENCES]))
 
     def validation_loss(self) -> float | None:
-        return self.per_token_loss(self.validation) if self._has_data(self.validation) else None
+        return self.per_token_loss(self.data.validation) if self.data.has_data(self.data.validation) else None
 
     def sample(self, n: int, rng) -> list[str]:
         """``n`` generated sentences; for a stream model one continuous text of ``n`` lines' worth."""
-        v = self.vocabulary
+        v = self.data.vocabulary
         chars = self.settings.tokens == "char"
         if self.streaming:
             if n == 0:
@@ -371,11 +267,11 @@ class Run:
         model_state = model.state()
         training_state = {
             "state_json": np.array(state.to_json()), "dropout_rng_json": np.array(json.dumps(model_state["dropout_rng"])),
-            "unknown_share": np.array(self.trained_unknown_share),
+            "unknown_share": np.array(self.data.trained_unknown_share),
         }
         training_state.update({STREAM_STATE.format(i): np.asarray(s) for i, s in enumerate(self.carried_states)})
         written = save_checkpoint(
-            path or self.output_path, model_state["params"], vocabulary=self.vocabulary.index_to_word, settings=settings,
+            path or self.output_path, model_state["params"], vocabulary=self.data.vocabulary.index_to_word, settings=settings,
             optimizer_state=model_state["optimizer_state"], training_state=training_state,
         )
         if path is None:
@@ -393,7 +289,7 @@ class Run:
         self.reporter = callbacks.Reporter(console, s, self.training_loss, self.validation_loss, self.sample, self._last_good)
         return [
             self._remember,
-            callbacks.ProgressBar(console, self.examples_per_epoch, s.batch_size),
+            callbacks.ProgressBar(console, self.data.examples_per_epoch, s.batch_size),
             self.reporter,
             callbacks.LearningRate(console, s, self.reporter),
             callbacks.Checkpointer(console, self.reporter, self.save, self.best_path,
@@ -405,9 +301,9 @@ class Run:
         common_options = dict(epochs=s.nepoch, report_every=s.print_every, state=self.state, learning_rate=s.learning_rate,
                               callbacks=callback_list, should_stop=should_stop)
         if self.streaming:
-            return train_streams(self.train_step, self.streams, seq_length=s.seq_length,
+            return train_streams(self.train_step, self.data.streams, seq_length=s.seq_length,
                                  carried_states=self.carried_states, **common_options)
-        return train(self.train_step, self.X_train, self.Y_train, batch_size=s.batch_size, seed=s.seed,
+        return train(self.train_step, self.data.X_train, self.data.Y_train, batch_size=s.batch_size, seed=s.seed,
                      bucket_width=self.bucket_width, **common_options)
 
     def train(self):
@@ -423,7 +319,7 @@ class Run:
 
         previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         callback_list = self.make_callbacks()
-        self.console.progress_bar = callbacks.make_progress_bar(self.settings.nepoch * self.examples_per_epoch, sys.stderr)
+        self.console.progress_bar = callbacks.make_progress_bar(self.settings.nepoch * self.data.examples_per_epoch, sys.stderr)
         self.say("Training (Ctrl-C, SIGTERM or closing the terminal saves the model and stops; RESUME=<model file> continues)")
         deadline = time.monotonic() + self.settings.time_limit if self.settings.time_limit else None
         out_of_time = lambda: deadline is not None and time.monotonic() > deadline
@@ -453,11 +349,11 @@ class Run:
             return 3
         written = self.save()
         tokens = self.settings.tokens
-        if self._has_data(self.validation):
+        if self.data.has_data(self.data.validation):
             loss = self.validation_loss()
             self.say(f"Final validation loss: {loss:f} ({callbacks.loss_figures(loss, tokens)})")
-        if self.held_out is not None:
-            loss = self.per_token_loss(self.held_out)
+        if self.data.held_out is not None:
+            loss = self.per_token_loss(self.data.held_out)
             self.say(f"Final held-out loss (VALIDATION_FRACTION): {loss:f} ({callbacks.loss_figures(loss, tokens)})")
         if completed:
             lines = [f"Training done: {self.state.epoch} epochs, {self.state.examples_seen} examples. Saved model to {written}"]
@@ -470,8 +366,8 @@ class Run:
             lines = [f"Stopped by {signal.Signals(signum).name}; saved model to {written}", f"Resume with: RESUME={written} python scripts/train.py"]
             status = 128 + signum
         self.say(*lines)
-        if self.test is not None and status == 0:
-            loss = self.per_token_loss(self.test)
+        if self.data.test is not None and status == 0:
+            loss = self.per_token_loss(self.data.test)
             self.say(f"Test loss: {loss:f} ({callbacks.loss_figures(loss, tokens)})")
         return status
 
@@ -494,11 +390,11 @@ def build_within_memory(run: Run) -> None:
     if s.sequence == "stream":
         max_length = s.seq_length
     else:
-        max_length = bucket_length(max(len(x) for x in run.X_train + run.X_valid), run.bucket_width)
-    needed = training_memory_bytes(len(run.vocabulary), s.embedding_dim, s.hidden_dim, s.num_layers, s.cell, s.batch_size,
+        max_length = bucket_length(max(len(x) for x in run.data.X_train + run.data.X_valid), run.bucket_width)
+    needed = training_memory_bytes(len(run.data.vocabulary), s.embedding_dim, s.hidden_dim, s.num_layers, s.cell, s.batch_size,
                                    max_length, optimizer=s.optimizer, dtype=s.floatx)
     available = available_memory_bytes()
-    what = memory_settings(s, len(run.vocabulary), max_length)
+    what = memory_settings(s, len(run.data.vocabulary), max_length)
     if available is not None and needed > available:
         raise ConfigError(f"these settings need at least {format_bytes(needed)} of memory but {format_bytes(available)} "
                           f"are available ({what}): lower them")

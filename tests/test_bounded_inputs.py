@@ -256,8 +256,8 @@ def test_available_memory_is_known_and_positive_here():
 
 def fake_run(**settings):
     return types.SimpleNamespace(
-        settings=Settings(**settings), X_train=[np.zeros(12)], X_valid=[], vocabulary=list(range(40)), bucket_width=None,
-        state=None, build_model=None, time_one_step=lambda: None,
+        settings=Settings(**settings), data=types.SimpleNamespace(X_train=[np.zeros(12)], X_valid=[], vocabulary=list(range(40))),
+        bucket_width=None, state=None, build_model=None, time_one_step=lambda: None,
     )
 
 
