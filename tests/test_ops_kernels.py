@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from symrnn.ops import kernels
+from symrnn.ops.background_compile import compile_in_background
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -113,7 +114,7 @@ def test_the_kernel_s_row_maximum_keeps_the_exponentials_exact_for_any_signs(row
 def test_a_background_compilation_runs_once_per_key():
     calls = []
     for _ in range(3):
-        kernels.compile_in_background(("test", "once"), lambda: calls.append(1))
+        compile_in_background(("test", "once"), lambda: calls.append(1))
     for thread in threading.enumerate():
         if thread.name == "symrnn-compile":
             thread.join()

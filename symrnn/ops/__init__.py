@@ -37,6 +37,8 @@ Modules
 :mod:`symrnn.ops.lstm_kernels`, :mod:`symrnn.ops.rnn_kernels`
     The Numba kernels of the fused LSTM and RNN layers (NumPy and Numba only):
     all time steps of a layer's forward or backward pass in one call.
+:mod:`symrnn.ops.background_compile`
+    Numba compilation on a background thread, started from the Ops' ``make_node``.
 :mod:`symrnn.ops.checks`
     Input checks the Ops share.
 

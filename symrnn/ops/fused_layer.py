@@ -39,8 +39,8 @@ from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 from pytensor.tensor.type import TensorType
 
+from symrnn.ops.background_compile import compile_in_background
 from symrnn.ops.checks import FLOAT_DTYPES, as_float_tensor, first_known, is_disconnected, same_dtype
-from symrnn.ops.kernels import compile_in_background
 
 __all__ = [
     "GATES",

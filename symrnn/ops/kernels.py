@@ -32,15 +32,15 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 import numba
 import numpy as np
 from numba import njit
 
+from symrnn.ops.background_compile import compile_in_background
+
 __all__ = [
     "exp_shifted_inplace",
-    "compile_in_background",
     "softmax_cross_entropy_inplace",
     "softmax_cross_entropy_rows",
     "start_compiling_softmax",
@@ -233,34 +233,6 @@ def _workers(count: int) -> ThreadPoolExecutor:
                 _pool[2].shutdown(wait=False)
             _pool = (os.getpid(), count, ThreadPoolExecutor(max_workers=count, thread_name_prefix="symrnn-softmax"))
         return _pool[2]
-
-
-_compiling = set()  # the keys compile_in_background has started
-
-
-def compile_in_background(key, first_call: Callable[[], object]) -> None:
-    """Run ``first_call`` on a background thread, once per ``key`` in this process.
-
-    ``first_call`` calls Numba kernels on tiny arrays of the types they will
-    get, which compiles them (or loads them from Numba's disk cache). Called
-    while a graph is built, so that the compilation overlaps with PyTensor's
-    rewriting and C compilation (gcc runs in other processes) instead of
-    delaying the first step. A call of a kernel meanwhile waits for that
-    compilation (Numba's compiler lock) and then uses it. A failure here is
-    left for that call to raise.
-    """
-    with _pool_lock:
-        if key in _compiling:
-            return
-        _compiling.add(key)
-    threading.Thread(target=_quietly, args=(first_call,), name="symrnn-compile").start()
-
-
-def _quietly(first_call):
-    try:
-        first_call()
-    except Exception:  # noqa: BLE001 - the first real call raises it, where it belongs
-        pass
 
 
 def start_compiling_softmax(targets_dtype) -> None:

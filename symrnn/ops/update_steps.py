@@ -36,9 +36,9 @@ from pytensor.gradient import grad_not_implemented
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
+from symrnn.ops.background_compile import compile_in_background
 from symrnn.ops.cell_math import one
 from symrnn.ops.checks import FLOAT_DTYPES, same_dtype
-from symrnn.ops.kernels import compile_in_background
 
 __all__ = ["RMSpropStep", "SquaredNorm", "rmsprop_step", "squared_norm"]
 
@@ -65,6 +65,12 @@ def _sum_of_squares(values):
         v = np.float64(values[i])
         total += v * v
     return total
+
+
+def _warm_up_rmsprop(dtype):
+    """Run :func:`_rmsprop` once on one-element arrays of ``dtype`` (compiles it)."""
+    values, scalar = np.ones(1, dtype), dtype.type(1)
+    _rmsprop(values, values, values, scalar, scalar, scalar, np.empty(1, dtype), np.empty(1, dtype))
 
 
 def _flat(array):
@@ -101,8 +107,7 @@ class RMSpropStep(Op):
                             f"{cache.type}, {grad.type}")
         if any(s.type.ndim != 0 for s in (*scalars, apply)):
             raise TypeError("learning_rate, decay, epsilon and apply must be scalars")
-        compile_in_background(("rmsprop", dtype), lambda: _rmsprop(*[np.ones(1, dtype)] * 3, *[np.ones((), dtype)[()]] * 3,
-                                                                     *[np.empty(1, dtype)] * 2))
+        compile_in_background(("rmsprop", dtype), lambda: _warm_up_rmsprop(np.dtype(dtype)))
         return Apply(self, [param, cache, grad, *scalars, apply], [param.type(), cache.type()])
 
     def infer_shape(self, fgraph, node, input_shapes):
