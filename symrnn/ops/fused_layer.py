@@ -62,13 +62,11 @@ def check_gate(gate):
     return gate
 
 
-class FusedLayer(Op):
-    """Base of the forward Ops: one recurrent layer over all time steps.
+class _CellLayout:
+    """What a cell's forward and gradient Ops both declare.
 
-    Subclasses set ``cell`` (name used in messages), ``blocks`` (k),
-    ``initial_names`` (one name per state, e.g. ``("h0", "c0")``), and define
-    ``forward(projected, mask, initial_states, W_h) -> (state_sequences, acts)``
-    over NumPy arrays and ``grad_op()``, the matching :class:`FusedLayerGrad`.
+    ``cell`` (name used in messages), ``blocks`` (k, gate blocks of ``W_h``)
+    and ``initial_names`` (one name per state, e.g. ``("h0", "c0")``).
     """
 
     cell = ""
@@ -78,6 +76,15 @@ class FusedLayer(Op):
     @property
     def n_states(self):
         return len(self.initial_names)
+
+
+class FusedLayer(_CellLayout, Op):
+    """Base of the forward Ops: one recurrent layer over all time steps.
+
+    Subclasses set ``cell``, ``blocks`` and ``initial_names`` (:class:`_CellLayout`)
+    and define ``forward(projected, mask, initial_states, W_h) -> (state_sequences,
+    acts)`` over NumPy arrays and ``grad_op()``, the matching :class:`FusedLayerGrad`.
+    """
 
     def make_node(self, projected, mask, *initial_and_W_h):
         if len(initial_and_W_h) != self.n_states + 1:
@@ -137,7 +144,7 @@ class FusedLayer(Op):
         return [d_projected, no_mask_grad, *d_initial, d_W_h]
 
 
-class FusedLayerGrad(Op):
+class FusedLayerGrad(_CellLayout, Op):
     """Base of the gradient Ops (backpropagation through time of a :class:`FusedLayer`).
 
     Subclasses set ``cell``, ``blocks`` and ``initial_names`` as the forward
@@ -145,14 +152,6 @@ class FusedLayerGrad(Op):
     state_gradients) -> (d_projected, d_initial_states, d_W_h)`` over NumPy
     arrays, for T >= 1.
     """
-
-    cell = ""
-    blocks = 1
-    initial_names = ("h0",)
-
-    @property
-    def n_states(self):
-        return len(self.initial_names)
 
     def _split(self, inputs):
         n = self.n_states
