@@ -69,6 +69,15 @@ def _block_sum(weights, start, stop):
     return total
 
 
+@njit(cache=True)
+def _last_with_weight(weights, start, stop):
+    """The last index in ``[start, stop)`` with a nonzero weight (``stop - 1`` if none)."""
+    for j in range(stop - 1, start - 1, -1):
+        if weights[j] > 0:
+            return j
+    return stop - 1
+
+
 @njit(fastmath=True, cache=True)
 def _draw(weights, u):
     """The first index whose cumulative weight exceeds ``u`` times the total weight."""
@@ -85,16 +94,11 @@ def _draw(weights, u):
                     return j
             # The block's sum in another order passed the target; its own walk
             # fell short by rounding: the last index of the block with weight.
-            for j in range(stop - 1, start - 1, -1):
-                if weights[j] > 0:
-                    return j
+            return _last_with_weight(weights, start, stop)
         running += block
     # Rounding left the running sum just short of the target at the end of
     # the row: the last index with a nonzero probability then.
-    for j in range(V - 1, -1, -1):
-        if weights[j] > 0:
-            return j
-    return V - 1
+    return _last_with_weight(weights, 0, V)
 
 
 @njit(cache=True)
