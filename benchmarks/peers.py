@@ -141,15 +141,14 @@ def numpy_blas():
 
 def kernel_blas():
     """The BLAS that the Numba kernels call (SciPy's), as :func:`numpy_blas` names numpy's."""
-    import scipy.linalg.cython_blas  # noqa: F401  (loads it)
-    from threadpoolctl import threadpool_info
+    from scripts.process import scipy_own_blas
 
-    for pool in threadpool_info():
-        folders = pool.get("filepath", "").replace("\\", "/").split("/")
-        if pool.get("user_api") == "blas" and any(f == "scipy.libs" or f == "scipy" for f in folders[:-1]):
-            return {"kernel_blas": f"{pool['internal_api']} {pool.get('version')}",
-                    "kernel_blas_architecture": pool.get("architecture"), "kernel_blas_threads": pool.get("num_threads")}
-    return {"kernel_blas": "numpy's (SciPy shares it)"}
+    libraries = scipy_own_blas()
+    if libraries is None:
+        return {"kernel_blas": "numpy's (SciPy shares it)"}
+    pool = libraries.info()[0]
+    return {"kernel_blas": f"{pool['internal_api']} {pool.get('version')}",
+            "kernel_blas_architecture": pool.get("architecture"), "kernel_blas_threads": pool.get("num_threads")}
 
 
 def rmsprop_step(loss, params, caches, learning_rate, decay, epsilon, grad_clip=None):

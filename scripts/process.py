@@ -89,19 +89,29 @@ def limit_blas_threads(threads: int) -> None:
     with SciPy's on one).
     """
     import numba
-    # Loads SciPy's BLAS, which the Numba kernels' matrix products call, so that the limits reach it.
-    import scipy
-    import scipy.linalg.cython_blas  # noqa: F401
-    from threadpoolctl import ThreadpoolController, threadpool_limits
+    from threadpoolctl import threadpool_limits
 
+    scipy_own = scipy_own_blas()  # loads SciPy's BLAS first, so that the limits reach it
     if threads > 0:
         threadpool_limits(limits=threads, user_api="blas")
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    controller = ThreadpoolController()
-    scipy_own = [lib.filepath for lib in controller.lib_controllers
-                 if lib.user_api == "blas" and _inside_package(lib.filepath, scipy)]
     if scipy_own:
-        controller.select(filepath=scipy_own).limit(limits=1)
+        scipy_own.limit(limits=1)
+
+
+def scipy_own_blas():
+    """threadpoolctl's controller of SciPy's own BLAS (the Numba kernels' products), or None where SciPy shares NumPy's.
+
+    Loads it first (``scipy.linalg.cython_blas``): SciPy loads its BLAS only when asked.
+    """
+    import scipy
+    import scipy.linalg.cython_blas  # noqa: F401
+    from threadpoolctl import ThreadpoolController
+
+    controller = ThreadpoolController()
+    paths = [lib.filepath for lib in controller.lib_controllers
+             if lib.user_api == "blas" and _inside_package(lib.filepath, scipy)]
+    return controller.select(filepath=paths) if paths else None
 
 
 def _inside_package(path: str, package) -> bool:
