@@ -49,6 +49,7 @@ __all__ = [
     "apply_fused_layer",
     "check_gate",
     "check_layer_shapes",
+    "kernel_operands",
     "previous_states",
 ]
 
@@ -223,6 +224,15 @@ def apply_fused_layer(op, projected, mask, initial_states, W_h):
     if projected.type.dtype in FLOAT_DTYPES and mask.type.dtype != projected.type.dtype:
         mask = pt.cast(mask, projected.type.dtype)
     return op(projected, mask, *initial_states, W_h)[: op.n_states]
+
+
+def kernel_operands(*arrays):
+    """The arrays as writeable C-contiguous arrays (a copy only of those that are not), for the Numba kernels.
+
+    The kernels then see one array type per dtype and compile once for it;
+    PyTensor may hand ``perform`` strided views or read-only constants.
+    """
+    return [a if a.flags.c_contiguous and a.flags.writeable else np.array(a, order="C") for a in arrays]
 
 
 def previous_states(initial, states):

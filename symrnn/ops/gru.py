@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from symrnn.ops.fused_layer import FusedLayer, FusedLayerGrad, apply_fused_layer, check_gate
+from symrnn.ops.fused_layer import FusedLayer, FusedLayerGrad, apply_fused_layer, check_gate, kernel_operands
 from symrnn.ops.gru_kernels import gru_backward, gru_forward
 
 __all__ = ["FusedGRU", "FusedGRUGrad", "fused_gru"]
@@ -91,10 +91,7 @@ class FusedGRU(FusedLayer):
         scale, shift = _gate_scale_and_shift(self.gate, dtype)
         hs = np.empty((T, B, H3 // 3), dtype=dtype)
         acts = np.empty((T, B, H3), dtype=dtype)
-        gru_forward(
-            _kernel_operand(projected), _kernel_operand(mask), _kernel_operand(h0), _kernel_operand(W_h),
-            scale, shift, self.gate == "hard_sigmoid", hs, acts,
-        )  # fmt: skip
+        gru_forward(*kernel_operands(projected, mask, h0, W_h), scale, shift, self.gate == "hard_sigmoid", hs, acts)
         return [hs], acts
 
 
@@ -163,11 +160,7 @@ class FusedGRUGrad(FusedLayerGrad):
         d_h0 = np.empty((B, H), dtype=dtype)
         d_W = np.empty((H, 3 * H), dtype=dtype)
         slope, _ = _gate_scale_and_shift(self.gate, dtype)
-        gru_backward(
-            _kernel_operand(mask), _kernel_operand(h0), _kernel_operand(W_h),
-            _kernel_operand(hs), _kernel_operand(acts), _kernel_operand(g_hs),
-            slope, self.gate == "hard_sigmoid", d_proj, d_h0, d_W,
-        )  # fmt: skip
+        gru_backward(*kernel_operands(mask, h0, W_h, hs, acts, g_hs), slope, self.gate == "hard_sigmoid", d_proj, d_h0, d_W)
         return d_proj, [d_h0], d_W
 
 
@@ -215,12 +208,3 @@ def _gate_scale_and_shift(gate, dtype):
     """The gate argument's ``u = scale * v + shift`` as ``dtype`` scalars: 0.2 and 0.5 (hard sigmoid) or 1 and 0."""
     scale, shift = (0.2, 0.5) if gate == "hard_sigmoid" else (1.0, 0.0)
     return dtype.type(scale), dtype.type(shift)
-
-
-def _kernel_operand(x):
-    """``x`` as a writeable C-contiguous array (a copy if it is not one).
-
-    The kernels then see one array type per dtype and compile once for it;
-    PyTensor may hand ``perform`` strided views or read-only constants.
-    """
-    return x if x.flags.c_contiguous and x.flags.writeable else np.array(x, order="C")

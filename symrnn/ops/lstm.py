@@ -29,9 +29,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from symrnn.ops.fused_layer import FusedLayer, FusedLayerGrad, apply_fused_layer, check_gate, previous_states
+from symrnn.ops.fused_layer import (
+    FusedLayer,
+    FusedLayerGrad,
+    apply_fused_layer,
+    check_gate,
+    kernel_operands,
+    previous_states,
+)
 from symrnn.ops.lstm_kernels import HARD_SIGMOID_SLOPE, lstm_backward, lstm_forward
-from symrnn.ops.rnn_kernels import contiguous
 
 __all__ = ["FusedLSTM", "FusedLSTMGrad", "fused_lstm"]
 
@@ -89,7 +95,7 @@ class FusedLSTM(FusedLayer):
         acts = np.empty((T, B, H4), dtype=dtype)
         h0, c0 = initial
         lstm_forward(
-            *contiguous(projected, mask, h0, c0, W_h), self.gate == "hard_sigmoid", dtype.type(HARD_SIGMOID_SLOPE),
+            *kernel_operands(projected, mask, h0, c0, W_h), self.gate == "hard_sigmoid", dtype.type(HARD_SIGMOID_SLOPE),
             hs, cs, acts,
         )
         return [hs, cs], acts
@@ -144,7 +150,7 @@ class FusedLSTMGrad(FusedLayerGrad):
         d_proj = np.empty((T, B, 4 * H), dtype=dtype)
         d_h0 = np.empty((B, H), dtype=dtype)
         d_c0 = np.empty((B, H), dtype=dtype)
-        mask, c0, W_h, cs, acts, g_hs, g_cs = contiguous(mask, c0, W_h, cs, acts, g_hs, g_cs)
+        mask, c0, W_h, cs, acts, g_hs, g_cs = kernel_operands(mask, c0, W_h, cs, acts, g_hs, g_cs)
         lstm_backward(
             mask, c0, W_h.T, cs, acts, g_hs, g_cs, self.gate == "hard_sigmoid", dtype.type(HARD_SIGMOID_SLOPE),
             d_proj, d_h0, d_c0,

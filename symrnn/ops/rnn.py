@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from symrnn.ops.fused_layer import FusedLayer, FusedLayerGrad, apply_fused_layer, previous_states
-from symrnn.ops.rnn_kernels import contiguous, rnn_backward, rnn_forward
+from symrnn.ops.fused_layer import FusedLayer, FusedLayerGrad, apply_fused_layer, kernel_operands, previous_states
+from symrnn.ops.rnn_kernels import rnn_backward, rnn_forward
 
 __all__ = ["FusedRNN", "FusedRNNGrad", "fused_rnn"]
 
@@ -69,7 +69,7 @@ class FusedRNN(FusedLayer):
         T, B, H = projected.shape
         hs = np.empty((T, B, H), dtype=projected.dtype)
         acts = np.empty_like(hs)
-        rnn_forward(*contiguous(projected, mask, initial[0], W_h), hs, acts)
+        rnn_forward(*kernel_operands(projected, mask, initial[0], W_h), hs, acts)
         return [hs], acts
 
 
@@ -105,7 +105,7 @@ class FusedRNNGrad(FusedLayerGrad):
         T, B, H = hs.shape
         d_proj = np.empty((T, B, H), dtype=hs.dtype)
         d_h0 = np.empty((B, H), dtype=hs.dtype)
-        mask, W_h, acts, g_hs = contiguous(mask, W_h, acts, g_hs)
+        mask, W_h, acts, g_hs = kernel_operands(mask, W_h, acts, g_hs)
         rnn_backward(mask, W_h.T, acts, g_hs, d_proj, d_h0)
         # np.dot, not matmul: NumPy's matmul is slow for T * B == 1
         d_W = np.dot(previous_states(h0, hs).reshape(T * B, H).T, d_proj.reshape(T * B, H))

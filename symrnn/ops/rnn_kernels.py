@@ -32,17 +32,12 @@ from numba import njit
 
 from symrnn.ops import cell_math
 
-__all__ = ["LOOP_FASTMATH", "carry_padding", "contiguous", "rnn_backward", "rnn_forward"]
+__all__ = ["LOOP_FASTMATH", "carry_padding", "rnn_backward", "rnn_forward"]
 
 #: Fast-math flags of the kernels: contraction (FMA), reciprocals and signed
 #: zeros; without "nnan" and "ninf", under which LLVM may turn the clamps of
 #: :mod:`symrnn.ops.cell_math` into min/max that drop NaNs.
 LOOP_FASTMATH = frozenset({"nsz", "arcp", "contract"})
-
-
-def contiguous(*arrays):
-    """The arrays as C-contiguous arrays (a copy only of those that are not), for the kernels."""
-    return [np.ascontiguousarray(a) for a in arrays]
 
 
 @njit(cache=True, error_model="numpy", fastmath=set(LOOP_FASTMATH))
