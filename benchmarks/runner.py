@@ -20,6 +20,7 @@ from benchmarks.workload import (
     BUCKET_WIDTH, DTYPE, EMBEDDING_DIM, GATE, HIDDEN_DIM, LOSS_CHECK_RTOL, N_SENTENCES, NUM_LAYERS, PLANS, WORD_DIM,
     build_batches, make_sentences,
 )
+from scripts.process import BLAS_ENVIRONMENT
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "benchmark.py"
@@ -79,6 +80,9 @@ class Runner:
         # freed blocks instead of unmapping them, so per-step arrays are reused.
         env.setdefault("MALLOC_MMAP_THRESHOLD_", str(1 << 30))
         env.setdefault("MALLOC_TRIM_THRESHOLD_", str((1 << 31) - 1))
+        # And the OpenBLAS setting they make before NumPy loads (scripts/process.py BLAS_ENVIRONMENT).
+        for name, value in BLAS_ENVIRONMENT.items():
+            env.setdefault(name, value)
         if self.options.threads:
             n = str(self.options.threads)
             env.update(OMP_NUM_THREADS=n, OPENBLAS_NUM_THREADS=n, MKL_NUM_THREADS=n, NUMBA_NUM_THREADS=n,

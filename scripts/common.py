@@ -11,9 +11,12 @@ if str(_ROOT) not in sys.path and (_ROOT / "symrnn").is_dir():
     sys.path.insert(0, str(_ROOT))
 
 try:
-    from .process import configure_process  # noqa: E402
+    from .process import configure_process, prepare_environment  # noqa: E402
 except ImportError:  # run as a file: python scripts/x.py
-    from process import configure_process  # noqa: E402
+    from process import configure_process, prepare_environment  # noqa: E402
+
+prepare_environment()  # before NumPy is first imported (below, through symrnn)
+
 from symrnn.checkpoint import load_checkpoint  # noqa: E402
 from symrnn.errors import SymrnnError  # noqa: E402
 from symrnn.corpus import load_sentences  # noqa: E402

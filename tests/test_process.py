@@ -85,3 +85,38 @@ print(json.dumps([cpu, jax.config.jax_default_matmul_precision, bool(jax.config.
 """
     assert run_probe(tmp_path, code) == [None, "highest", True]
 
+
+
+@pytest.mark.parametrize("user_value", [None, "25"])
+def test_the_scripts_set_openblas_s_thread_timeout_before_numpy_loads_and_keep_a_user_s_own(tmp_path, user_value,
+                                                                                             monkeypatch):
+    code = "import json, os, sys\nimport scripts.common\n"
+    code += "print(json.dumps([os.environ.get('OPENBLAS_THREAD_TIMEOUT'), 'numpy' in sys.modules]))\n"
+    env = {"OPENBLAS_THREAD_TIMEOUT": user_value} if user_value else {}
+    if not user_value:
+        monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
+    timeout, numpy_loaded = run_probe(tmp_path, code, **env)
+    assert numpy_loaded  # common imports symrnn, and NumPy with it: the setting came first
+    assert timeout == (user_value or "20")
+
+
+def test_preparing_the_environment_after_numpy_has_loaded_changes_nothing(tmp_path):
+    code = "import json, os, numpy\nfrom scripts.process import prepare_environment\n"
+    code += "os.environ.pop('OPENBLAS_THREAD_TIMEOUT', None)\nprepare_environment()\n"
+    code += "print(json.dumps(os.environ.get('OPENBLAS_THREAD_TIMEOUT')))\n"
+    assert run_probe(tmp_path, code) is None
+
+
+@pytest.mark.parametrize("script", ["train.py", "generate.py", "evaluate.py"])
+def test_every_script_imports_common_before_numpy(script):
+    import ast
+
+    tree = ast.parse((ROOT / "scripts" / script).read_text())
+    order = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            order += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            order += [(node.lineno, node.module or alias.name) for alias in node.names]
+    first = {name: line for line, name in sorted(order, reverse=True)}
+    assert first["common"] < first["numpy"]
