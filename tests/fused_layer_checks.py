@@ -281,10 +281,10 @@ def assert_strided_inputs_give_the_results_of_contiguous_ones(op, cell):
     P, M, initial, W = layer_inputs(cell, T, B, H, dtype="float32", seed=11, lengths=[5, 2, 4])
     states, acts = op.forward(P, M, initial, W)
     G = cost_weights(cell, T, B, H, dtype="float32", seed=12)
-    grads = op.grad_op().backward(M, initial, W, states, acts, G)
+    grads = op.grad_op().gradients(M, initial, W, states, acts, G)
     odd_states, odd_acts = op.forward(_oddly_strided(P), np.asfortranarray(M), [_oddly_strided(s) for s in initial],
                                       np.asfortranarray(W))
-    odd_grads = op.grad_op().backward(
+    odd_grads = op.grad_op().gradients(
         _oddly_strided(M), [np.asfortranarray(s) for s in initial], _oddly_strided(W),
         [_oddly_strided(s) for s in states], _oddly_strided(acts), [np.asfortranarray(g) for g in G],
     )

@@ -166,7 +166,7 @@ def _blas_layout(x):
     raise ValueError("matmul_into needs unit strides along the rows or the columns of each array")
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_FASTMATH)
 def gru_forward(projected, mask, h0, W_h, scale, shift, hard, hs, acts):
     """The GRU layer over all T steps: fill ``hs`` and ``acts``.
 
@@ -237,7 +237,7 @@ def gru_forward(projected, mask, h0, W_h, scale, shift, hard, hs, acts):
                     out[j] = h_b[j] + m * (out[j] - h_b[j])
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_FASTMATH)
 def gru_backward(mask, h0, W_h, hs, acts, g_hs, slope, hard, d_projected, d_h0, d_W_h):
     """Backpropagation through the T steps of :func:`gru_forward`: fill the three gradients.
 

@@ -45,6 +45,7 @@ __all__ = [
     "softmax_cross_entropy_rows",
     "start_compiling_softmax",
     "thread_count",
+    "worker_pool",
 ]
 
 # Fast-math without reassociation: the Cody-Waite range reduction below is
@@ -221,8 +222,11 @@ _pool_lock = threading.Lock()
 _pool = None  # (process id, worker count, ThreadPoolExecutor), created at the first call on several threads
 
 
-def _workers(count: int) -> ThreadPoolExecutor:
-    """This module's pool of at least ``count`` worker threads (created, or replaced by a larger one, on demand).
+def worker_pool(count: int) -> ThreadPoolExecutor:
+    """The Numba kernels' pool of at least ``count`` worker threads (created, or replaced by a larger one, on demand).
+
+    The softmax kernel's row blocks and the fused layers' row blocks
+    (:mod:`symrnn.ops.fused_layer`) run on it.
 
     A forked child process has none of its parent's threads: it makes its own pool.
     """
@@ -231,7 +235,7 @@ def _workers(count: int) -> ThreadPoolExecutor:
         if _pool is None or _pool[0] != os.getpid() or _pool[1] < count:
             if _pool is not None and _pool[0] == os.getpid():
                 _pool[2].shutdown(wait=False)
-            _pool = (os.getpid(), count, ThreadPoolExecutor(max_workers=count, thread_name_prefix="symrnn-softmax"))
+            _pool = (os.getpid(), count, ThreadPoolExecutor(max_workers=count, thread_name_prefix="symrnn-kernels"))
         return _pool[2]
 
 
@@ -267,7 +271,7 @@ def softmax_cross_entropy_inplace(logits, bias, targets, weights, n_threads=1):
     if n_threads == 1:
         return softmax_cross_entropy_rows(logits, bias, targets, weights)
     bounds = [N * c // n_threads for c in range(n_threads + 1)]
-    pool = _workers(n_threads - 1)
+    pool = worker_pool(n_threads - 1)
     others = [pool.submit(softmax_cross_entropy_rows, logits[a:b], bias, targets[a:b], weights[a:b])
               for a, b in zip(bounds[1:-1], bounds[2:])]
     loss, bias_grad = softmax_cross_entropy_rows(logits[: bounds[1]], bias, targets[: bounds[1]], weights[: bounds[1]])
@@ -279,5 +283,5 @@ def softmax_cross_entropy_inplace(logits, bias, targets, weights, n_threads=1):
 
 
 def thread_count() -> int:
-    """Threads for the softmax kernel's row blocks: Numba's thread count (``numba.set_num_threads``, the scripts' ``BLAS_THREADS``)."""
+    """Threads for the kernels' row blocks (softmax, fused layers): Numba's thread count (``numba.set_num_threads``, the scripts' ``BLAS_THREADS``)."""
     return numba.get_num_threads()

@@ -35,7 +35,6 @@ from symrnn.ops.fused_layer import (
     apply_fused_layer,
     check_gate,
     kernel_operands,
-    previous_states,
 )
 from symrnn.ops.lstm_kernels import HARD_SIGMOID_SLOPE, lstm_backward, lstm_forward
 
@@ -144,7 +143,7 @@ class FusedLSTMGrad(FusedLayerGrad):
         self.gate = check_gate(gate)
 
     def backward(self, mask, initial, W_h, states, acts, g_states):
-        (h0, c0), (hs, cs), (g_hs, g_cs) = initial, states, g_states
+        (_, c0), (hs, cs), (g_hs, g_cs) = initial, states, g_states
         T, B, H = hs.shape
         dtype = hs.dtype
         d_proj = np.empty((T, B, 4 * H), dtype=dtype)
@@ -155,9 +154,7 @@ class FusedLSTMGrad(FusedLayerGrad):
             mask, c0, W_h.T, cs, acts, g_hs, g_cs, self.gate == "hard_sigmoid", dtype.type(HARD_SIGMOID_SLOPE),
             d_proj, d_h0, d_c0,
         )
-        # np.dot, not matmul: NumPy's matmul is slow for T * B == 1
-        d_W = np.dot(previous_states(h0, hs).reshape(T * B, H).T, d_proj.reshape(T * B, 4 * H))
-        return d_proj, [d_h0, d_c0], d_W
+        return d_proj, [d_h0, d_c0], None  # d_W_h: weight_gradient
 
 
 def fused_lstm(projected, mask, h0, c0, W_h, gate="sigmoid"):

@@ -34,7 +34,7 @@ __all__ = ["HARD_SIGMOID_SLOPE", "lstm_backward", "lstm_forward"]
 HARD_SIGMOID_SLOPE = 0.2
 
 
-@njit(cache=True, error_model="numpy", fastmath=set(LOOP_FASTMATH))
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=set(LOOP_FASTMATH))
 def lstm_forward(projected, mask, h0, c0, W_h, hard, slope, hs, cs, acts):
     """Run the LSTM forward over all T steps.
 
@@ -90,7 +90,7 @@ def lstm_forward(projected, mask, h0, c0, W_h, hard, slope, hs, cs, acts):
                 carry_padding(h_new, h_prev[b], m)
 
 
-@njit(cache=True, error_model="numpy", fastmath=set(LOOP_FASTMATH))
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=set(LOOP_FASTMATH))
 def lstm_backward(mask, c0, W_T, cs, acts, g_hs, g_cs, hard, slope, d_projected, d_h0, d_c0):
     """Backpropagate through all T steps of the LSTM, from t = T-1 down to 0.
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from symrnn.ops.fused_layer import FusedLayer, FusedLayerGrad, apply_fused_layer, kernel_operands, previous_states
+from symrnn.ops.fused_layer import FusedLayer, FusedLayerGrad, apply_fused_layer, kernel_operands
 from symrnn.ops.rnn_kernels import rnn_backward, rnn_forward
 
 __all__ = ["FusedRNN", "FusedRNNGrad", "fused_rnn"]
@@ -101,15 +101,13 @@ class FusedRNNGrad(FusedLayerGrad):
     cell, blocks, initial_names = "RNN", 1, ("h0",)
 
     def backward(self, mask, initial, W_h, states, acts, g_states):
-        (h0,), (hs,), (g_hs,) = initial, states, g_states
+        (hs,), (g_hs,) = states, g_states
         T, B, H = hs.shape
         d_proj = np.empty((T, B, H), dtype=hs.dtype)
         d_h0 = np.empty((B, H), dtype=hs.dtype)
         mask, W_h, acts, g_hs = kernel_operands(mask, W_h, acts, g_hs)
         rnn_backward(mask, W_h.T, acts, g_hs, d_proj, d_h0)
-        # np.dot, not matmul: NumPy's matmul is slow for T * B == 1
-        d_W = np.dot(previous_states(h0, hs).reshape(T * B, H).T, d_proj.reshape(T * B, H))
-        return d_proj, [d_h0], d_W
+        return d_proj, [d_h0], None  # d_W_h: weight_gradient
 
 
 def fused_rnn(projected, mask, h0, W_h):

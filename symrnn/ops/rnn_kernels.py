@@ -54,7 +54,7 @@ def carry_padding(new, old, m):
         new[j] = old[j] + m * (new[j] - old[j])
 
 
-@njit(cache=True, error_model="numpy", fastmath=set(LOOP_FASTMATH))
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=set(LOOP_FASTMATH))
 def rnn_forward(projected, mask, h0, W_h, hs, acts):
     """Run the tanh RNN forward over all T steps.
 
@@ -84,7 +84,7 @@ def rnn_forward(projected, mask, h0, W_h, hs, acts):
                 carry_padding(h, h_prev[b], m)
 
 
-@njit(cache=True, error_model="numpy", fastmath=set(LOOP_FASTMATH))
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=set(LOOP_FASTMATH))
 def rnn_backward(mask, W_T, acts, g_hs, d_projected, d_h0):
     """Backpropagate through all T steps of the tanh RNN, from t = T-1 down to 0.
 

@@ -1,0 +1,81 @@
+"""The fused layers' row blocks (symrnn.ops.fused_layer): a batch split across threads computes what one block does."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from symrnn.ops import fused_layer, kernels
+from symrnn.ops.gru import FusedGRU
+from symrnn.ops.lstm import FusedLSTM
+from symrnn.ops.rnn import FusedRNN
+from tests import fused_layer_checks as checks
+
+OPS = {"gru": FusedGRU("hard_sigmoid"), "lstm": FusedLSTM("hard_sigmoid"), "rnn": FusedRNN()}
+
+
+@pytest.fixture
+def three_row_blocks(monkeypatch):
+    """Every batch of 3 rows or more runs in 3 row blocks (one row each at least)."""
+    monkeypatch.setattr(fused_layer, "_MIN_BLOCK_ROWS", 1)
+    monkeypatch.setattr(fused_layer, "_MIN_BLOCK_WORK", 0)
+    monkeypatch.setattr(kernels, "thread_count", lambda: 3)
+
+
+def test_row_blocks_give_each_thread_enough_rows_and_work_and_cover_the_batch_once(monkeypatch):
+    monkeypatch.setattr(kernels, "thread_count", lambda: 2)
+    enough = fused_layer._MIN_BLOCK_WORK
+    assert fused_layer.row_blocks(1, enough) == [0, 1]
+    assert fused_layer.row_blocks(2 * fused_layer._MIN_BLOCK_ROWS - 1, enough) == [0, 2 * fused_layer._MIN_BLOCK_ROWS - 1]
+    assert fused_layer.row_blocks(64, enough) == [0, 32, 64]
+    assert fused_layer.row_blocks(64, enough - 1) == [0, 64]
+    # the tutorial's sizes: the GRU layer at batch 64 splits, the RNN's lighter one does not
+    assert fused_layer.row_blocks(64, 20 * 64 * 128 * 384) == [0, 32, 64]
+    assert fused_layer.row_blocks(64, 20 * 64 * 128 * 128) == [0, 64]
+    monkeypatch.setattr(kernels, "thread_count", lambda: 1)
+    assert fused_layer.row_blocks(64, enough) == [0, 64]
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm", "rnn"])
+@pytest.mark.parametrize("gate", ["hard_sigmoid", "sigmoid"])
+def test_a_layer_in_row_blocks_equals_the_scan_graph_and_the_numpy_reference(cell, gate, three_row_blocks):
+    checks.assert_fused_equals_scan_and_numpy(cell, gate)
+    checks.assert_padding_carries_the_states(cell, gate)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm", "rnn"])
+def test_float32_row_blocks_on_threads_give_the_one_block_results(cell, monkeypatch):
+    op = OPS[cell]
+    T, B, H = 6, 40, 8
+    P, M, initial, W = checks.layer_inputs(cell, T, B, H, dtype="float32", seed=21, lengths=[6, 0, 3, 5] * 10)
+    G = checks.cost_weights(cell, T, B, H, dtype="float32", seed=22)
+    monkeypatch.setattr(kernels, "thread_count", lambda: 1)
+    states, acts = op.forward(P, M, initial, W)
+    want = op.grad_op().gradients(M, initial, W, states, acts, G)
+    monkeypatch.setattr(kernels, "thread_count", lambda: 3)
+    monkeypatch.setattr(fused_layer, "_MIN_BLOCK_ROWS", 4)
+    monkeypatch.setattr(fused_layer, "_MIN_BLOCK_WORK", 0)
+    assert fused_layer.row_blocks(B, 0) == [0, 13, 26, 40]
+    workers = []
+    submit = kernels.worker_pool(2).submit
+
+    def spy(fn, *args):
+        def run(*inner):
+            workers.append(threading.current_thread().name)
+            return fn(*inner)
+        return submit(run, *args)
+
+    monkeypatch.setattr(kernels, "worker_pool", lambda count: type("Pool", (), {"submit": staticmethod(spy)}))
+    out = {}
+    op.perform(None, [P, M, *initial, W], [out.setdefault(i, [None]) for i in range(op.n_states + 1)])
+    for got, expected in zip([out[i][0] for i in range(op.n_states + 1)], [*states, acts]):
+        # BLAS may round a product of fewer rows differently: float32 rounding apart
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    got = op.grad_op().gradients(M, initial, W, states, acts, G)
+    # two blocks of three on the pool in the forward pass, two in the backward pass
+    assert len(workers) == 4 and all(name.startswith("symrnn-kernels") for name in workers)
+    assert all(g.dtype == np.float32 for g in (got[0], *got[1], got[2]))
+    for g, w in zip((got[0], *got[1], got[2]), (want[0], *want[1], want[2])):  # d_W_h: summed in another order too
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
