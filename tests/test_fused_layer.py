@@ -20,22 +20,29 @@ OPS = {"gru": FusedGRU("hard_sigmoid"), "lstm": FusedLSTM("hard_sigmoid"), "rnn"
 def three_row_blocks(monkeypatch):
     """Every batch of 3 rows or more runs in 3 row blocks (one row each at least)."""
     monkeypatch.setattr(fused_layer, "_MIN_BLOCK_ROWS", 1)
-    monkeypatch.setattr(fused_layer, "_MIN_BLOCK_WORK", 0)
+    for op in (FusedGRU, FusedLSTM, FusedRNN):
+        monkeypatch.setattr(op, "row_block_work", 0)
+        monkeypatch.setattr(op().grad_op().__class__, "row_block_work", 0)
     monkeypatch.setattr(kernels, "thread_count", lambda: 3)
 
 
 def test_row_blocks_give_each_thread_enough_rows_and_work_and_cover_the_batch_once(monkeypatch):
     monkeypatch.setattr(kernels, "thread_count", lambda: 2)
-    enough = fused_layer._MIN_BLOCK_WORK
-    assert fused_layer.row_blocks(1, enough) == [0, 1]
-    assert fused_layer.row_blocks(2 * fused_layer._MIN_BLOCK_ROWS - 1, enough) == [0, 2 * fused_layer._MIN_BLOCK_ROWS - 1]
-    assert fused_layer.row_blocks(64, enough) == [0, 32, 64]
-    assert fused_layer.row_blocks(64, enough - 1) == [0, 64]
-    # the tutorial's sizes: the GRU layer at batch 64 splits, the RNN's lighter one does not
-    assert fused_layer.row_blocks(64, 20 * 64 * 128 * 384) == [0, 32, 64]
-    assert fused_layer.row_blocks(64, 20 * 64 * 128 * 128) == [0, 64]
+    rows = 2 * fused_layer._MIN_BLOCK_ROWS
+    assert fused_layer.row_blocks(1, 10, 10) == [0, 1]
+    assert fused_layer.row_blocks(rows - 1, 10, 10) == [0, rows - 1]
+    assert fused_layer.row_blocks(64, 10, 10) == [0, 32, 64]
+    assert fused_layer.row_blocks(64, 9, 10) == [0, 64]
     monkeypatch.setattr(kernels, "thread_count", lambda: 1)
-    assert fused_layer.row_blocks(64, enough) == [0, 64]
+    assert fused_layer.row_blocks(64, 10, 10) == [0, 64]
+
+
+def test_at_the_tutorial_s_sizes_the_gru_and_lstm_split_batch_64_and_the_rnn_does_not(monkeypatch):
+    monkeypatch.setattr(kernels, "thread_count", lambda: 2)
+    for op, k, blocks in ((FusedGRU(), 3, 2), (FusedLSTM(), 4, 2), (FusedRNN(), 1, 1)):
+        for layer in (op, op.grad_op()):
+            assert len(fused_layer.row_blocks(64, 64 * 128 * k * 128, layer.row_block_work)) == blocks + 1
+    assert len(fused_layer.row_blocks(50, 50 * 512 * 512, FusedRNN.row_block_work)) == 3  # large: it splits too
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm", "rnn"])
@@ -56,8 +63,9 @@ def test_float32_row_blocks_on_threads_give_the_one_block_results(cell, monkeypa
     want = op.grad_op().gradients(M, initial, W, states, acts, G)
     monkeypatch.setattr(kernels, "thread_count", lambda: 3)
     monkeypatch.setattr(fused_layer, "_MIN_BLOCK_ROWS", 4)
-    monkeypatch.setattr(fused_layer, "_MIN_BLOCK_WORK", 0)
-    assert fused_layer.row_blocks(B, 0) == [0, 13, 26, 40]
+    monkeypatch.setattr(type(op), "row_block_work", 0)
+    monkeypatch.setattr(type(op.grad_op()), "row_block_work", 0)
+    assert fused_layer.row_blocks(B, 1, 0) == [0, 13, 26, 40]
     workers = []
     submit = kernels.worker_pool(2).submit
 

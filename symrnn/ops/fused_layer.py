@@ -22,9 +22,9 @@ Padded steps (``mask == 0``) carry every state through unchanged: with
 Batch rows are independent through time: a large enough batch
 (:func:`row_blocks`) runs in row blocks, one per thread of the
 kernels' pool (:func:`symrnn.ops.kernels.thread_count`), each block's whole
-loop over time on its own thread, and the blocks' results are joined;
-``d_W_h`` is then summed over the blocks, or computed once from the joined
-arrays (:meth:`FusedLayerGrad.weight_gradient`).
+loop over time on its own thread, every kernel writing its rows of the
+shared output arrays in place; ``d_W_h`` is then summed over the blocks, or
+computed once from the whole arrays (:meth:`FusedLayerGrad.weight_gradient`).
 :class:`FusedLayer` and :class:`FusedLayerGrad` hold the graph side; a cell's
 Op supplies ``forward`` and ``backward`` over NumPy arrays.
 
@@ -65,15 +65,13 @@ __all__ = [
 GATES = ("hard_sigmoid", "sigmoid")
 
 # A layer runs in row blocks on threads when its batch has at least twice
-# _MIN_BLOCK_ROWS rows and its recurrent products at least _MIN_BLOCK_WORK
-# multiply-adds (T * B * H * kH). Measured on 2 cores, a layer's forward and
-# backward, one block -> two: GRU T=20 B=64 H=128 (63 M) 2.69 -> 1.93 ms,
-# LSTM the same sizes (84 M) 3.76 -> 3.37 ms, LSTM T=50 B=50 H=512 (2.6 G)
-# 92 -> 74 ms; slower below: GRU B=16 (16 M) 0.86 -> 1.14 ms, RNN B=64 (21 M)
-# 0.76 -> 1.11 ms (the threads and the copies of the blocks cost more than
-# they save).
+# _MIN_BLOCK_ROWS rows and a step's recurrent product at least the cell's
+# row_block_work multiply-adds (B * H * kH). Measured on 2 cores, a layer's
+# forward and backward, one block -> two: GRU T=20 H=128 B=32 1.44 -> 0.93 ms,
+# B=64 2.40 -> 1.59 ms; LSTM T=20 B=64 H=128 2.76 -> 2.46 ms, T=50 B=50 H=512
+# 89.7 -> 67.1 ms; the RNN's lighter steps only at large sizes: T=50 B=50
+# H=512 21.7 -> 16.5 ms, but B=64 H=128 0.78 -> 0.98 ms, B=64 H=256 equal.
 _MIN_BLOCK_ROWS = 16
-_MIN_BLOCK_WORK = 1 << 25
 
 
 def check_gate(gate):
@@ -87,12 +85,15 @@ class _CellLayout:
     """What a cell's forward and gradient Ops both declare.
 
     ``cell`` (name used in messages), ``blocks`` (k, gate blocks of ``W_h``)
-    and ``initial_names`` (one name per state, e.g. ``("h0", "c0")``).
+    and ``initial_names`` (one name per state, e.g. ``("h0", "c0")``);
+    ``row_block_work`` for :func:`row_blocks`.
     """
 
     cell = ""
     blocks = 1
     initial_names = ("h0",)
+    #: Multiply-adds of a step's recurrent product (B * H * kH) from which row blocks on threads pay.
+    row_block_work = 1 << 20
 
     @property
     def n_states(self):
@@ -103,8 +104,11 @@ class FusedLayer(_CellLayout, Op):
     """Base of the forward Ops: one recurrent layer over all time steps.
 
     Subclasses set ``cell``, ``blocks`` and ``initial_names`` (:class:`_CellLayout`)
-    and define ``forward(projected, mask, initial_states, W_h) -> (state_sequences,
-    acts)`` over NumPy arrays and ``grad_op()``, the matching :class:`FusedLayerGrad`.
+    and define ``grad_op()``, the matching :class:`FusedLayerGrad`, and
+    ``forward_rows(projected, mask, initial_states, W_h, state_sequences, acts,
+    start, stop)``, which runs their kernel for the batch rows ``start:stop``
+    over C-contiguous NumPy arrays, writing those rows of the outputs
+    ``state_sequences`` (T, B, H) and ``acts`` (T, B, kH).
     """
 
     def make_node(self, projected, mask, *initial_and_W_h):
@@ -135,24 +139,28 @@ class FusedLayer(_CellLayout, Op):
         W_h = np.zeros((H, self.blocks * H), dtype=dtype)
         mask = np.ones((T, B), dtype=dtype)
         states, acts = self.forward(np.zeros((T, B, self.blocks * H), dtype=dtype), mask, initial, W_h)
-        self.grad_op().backward(mask, initial, W_h, states, acts, [np.zeros_like(s) for s in states])
+        self.grad_op().gradients(mask, initial, W_h, states, acts, [np.zeros_like(s) for s in states])
 
     def infer_shape(self, fgraph, node, input_shapes):
         p_shape, w_shape = input_shapes[0], input_shapes[-1]
         state_shape = (p_shape[0], p_shape[1], w_shape[0])
         return [state_shape] * self.n_states + [(p_shape[0], p_shape[1], self.blocks * w_shape[0])]
 
+    def forward(self, projected, mask, initial, W_h):
+        """``(state_sequences, acts)`` of the layer over NumPy arrays, in row blocks on threads where that pays."""
+        T, B, KH = projected.shape
+        H = W_h.shape[0]
+        projected, mask, W_h, *initial = kernel_operands(projected, mask, W_h, *initial)
+        states = [np.empty((T, B, H), dtype=projected.dtype) for _ in initial]
+        acts = np.empty((T, B, KH), dtype=projected.dtype)
+        _on_row_blocks(lambda a, b: self.forward_rows(projected, mask, initial, W_h, states, acts, a, b),
+                       row_blocks(B, B * H * KH, self.row_block_work))
+        return states, acts
+
     def perform(self, node, inputs, output_storage):
         projected, mask, *initial, W_h = inputs
         check_layer_shapes(self.cell, self.blocks, projected, mask, initial, W_h)
-        bounds = row_blocks(projected.shape[1], projected.size * W_h.shape[0])
-        if len(bounds) == 2:
-            states, acts = self.forward(projected, mask, initial, W_h)
-        else:
-            parts = _on_row_blocks(
-                lambda a, b: self.forward(projected[:, a:b], mask[:, a:b], [s[a:b] for s in initial], W_h), bounds)
-            states = [np.concatenate([part[0][i] for part in parts], axis=1) for i in range(self.n_states)]
-            acts = np.concatenate([part[1] for part in parts], axis=1)
+        states, acts = self.forward(projected, mask, initial, W_h)
         for storage, value in zip(output_storage, [*states, acts]):
             storage[0] = value
 
@@ -176,11 +184,17 @@ class FusedLayerGrad(_CellLayout, Op):
     """Base of the gradient Ops (backpropagation through time of a :class:`FusedLayer`).
 
     Subclasses set ``cell``, ``blocks`` and ``initial_names`` as the forward
-    Op and define ``backward(mask, initial_states, W_h, state_sequences, acts,
-    state_gradients) -> (d_projected, d_initial_states, d_W_h)`` over NumPy
-    arrays, for T >= 1, with ``d_W_h`` None where it is
-    :meth:`weight_gradient` (computed once for all row blocks).
+    Op and define ``backward_rows(mask, initial_states, W_h, state_sequences,
+    acts, state_gradients, d_projected, d_initial_states, d_W_h, start,
+    stop)``, which runs their kernel for the batch rows ``start:stop`` (T >=
+    1) over C-contiguous NumPy arrays, writing those rows of ``d_projected``
+    (T, B, kH) and of each of ``d_initial_states`` (B, H). With
+    ``weights_in_kernel`` the kernel also writes ``d_W_h`` (H, kH), the sum
+    over its rows; else ``d_W_h`` is None and :meth:`weight_gradient` makes
+    it once for all rows.
     """
+
+    weights_in_kernel = False
 
     def _split(self, inputs):
         n = self.n_states
@@ -223,20 +237,24 @@ class FusedLayerGrad(_CellLayout, Op):
             storage[0] = value
 
     def gradients(self, mask, initial, W_h, states, acts, g_states):
-        """``(d_projected, d_initial_states, d_W_h)``: :meth:`backward` over the row blocks of :func:`row_blocks`, joined."""
-        bounds = row_blocks(acts.shape[1], acts.size * W_h.shape[0])
-        if len(bounds) == 2:
-            d_projected, d_initial, d_W_h = self.backward(mask, initial, W_h, states, acts, g_states)
-        else:
-            parts = _on_row_blocks(lambda a, b: self.backward(
-                mask[:, a:b], [s[a:b] for s in initial], W_h, [s[:, a:b] for s in states], acts[:, a:b],
-                [g[:, a:b] for g in g_states]), bounds)
-            d_projected = np.concatenate([part[0] for part in parts], axis=1)
-            d_initial = [np.concatenate([part[1][i] for part in parts]) for i in range(self.n_states)]
-            d_W_h = None if parts[0][2] is None else sum(part[2] for part in parts)
-        if d_W_h is None:
-            d_W_h = self.weight_gradient(initial, states, d_projected)
-        return d_projected, d_initial, d_W_h
+        """``(d_projected, d_initial_states, d_W_h)`` over NumPy arrays (T >= 1), in row blocks on threads where that pays."""
+        T, B, KH = acts.shape
+        H = W_h.shape[0]
+        n = self.n_states
+        mask, W_h, acts, *rest = kernel_operands(mask, W_h, acts, *initial, *states, *g_states)
+        initial, states, g_states = rest[:n], rest[n : 2 * n], rest[2 * n :]
+        d_projected = np.empty_like(acts)
+        d_initial = [np.empty((B, H), dtype=acts.dtype) for _ in range(n)]
+        bounds = row_blocks(B, B * H * KH, self.row_block_work)
+        d_W_h = {start: np.empty_like(W_h) if self.weights_in_kernel else None for start in bounds[:-1]}
+        _on_row_blocks(lambda a, b: self.backward_rows(
+            mask, initial, W_h, states, acts, g_states, d_projected, d_initial, d_W_h[a], a, b), bounds)
+        if not self.weights_in_kernel:
+            return d_projected, d_initial, self.weight_gradient(initial, states, d_projected)
+        total, *others = d_W_h.values()
+        for part in others:
+            total += part
+        return d_projected, d_initial, total
 
     def weight_gradient(self, initial, states, d_projected):
         """``d_W_h = h_prev.T @ d_projected`` summed over t and B, ``h`` the first state (its sequence (T, B, H)).
@@ -254,13 +272,14 @@ class FusedLayerGrad(_CellLayout, Op):
         return [grad_not_implemented(self, i, x, message) for i, x in enumerate(inputs)]
 
 
-def row_blocks(B, work):
+def row_blocks(B, step_work, min_work):
     """Bounds ``[0, ..., B]`` of a batch's row blocks: one per kernel thread, each at least ``_MIN_BLOCK_ROWS`` rows.
 
-    One block (``[0, B]``) where ``work``, the layer's multiply-adds
-    ``T * B * H * kH``, is below ``_MIN_BLOCK_WORK``.
+    One block (``[0, B]``) where ``step_work``, the multiply-adds of a step's
+    recurrent product ``B * H * kH``, is below ``min_work`` (the cell's
+    ``row_block_work``).
     """
-    n = max(1, min(kernels.thread_count(), B // _MIN_BLOCK_ROWS)) if work >= _MIN_BLOCK_WORK else 1
+    n = max(1, min(kernels.thread_count(), B // _MIN_BLOCK_ROWS)) if step_work >= min_work else 1
     return [B * c // n for c in range(n + 1)]
 
 

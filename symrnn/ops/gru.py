@@ -27,9 +27,7 @@ WildML tutorial's choice) or the logistic sigmoid (``gate="sigmoid"``).
 
 from __future__ import annotations
 
-import numpy as np
-
-from symrnn.ops.fused_layer import FusedLayer, FusedLayerGrad, apply_fused_layer, check_gate, kernel_operands
+from symrnn.ops.fused_layer import FusedLayer, FusedLayerGrad, apply_fused_layer, check_gate
 from symrnn.ops.gru_kernels import gru_backward, gru_forward
 
 __all__ = ["FusedGRU", "FusedGRUGrad", "fused_gru"]
@@ -84,15 +82,9 @@ class FusedGRU(FusedLayer):
     def grad_op(self):
         return FusedGRUGrad(self.gate)
 
-    def forward(self, projected, mask, initial, W_h):
-        (h0,) = initial
-        T, B, H3 = projected.shape
-        dtype = projected.dtype
-        scale, shift = _gate_scale_and_shift(self.gate, dtype)
-        hs = np.empty((T, B, H3 // 3), dtype=dtype)
-        acts = np.empty((T, B, H3), dtype=dtype)
-        gru_forward(*kernel_operands(projected, mask, h0, W_h), scale, shift, self.gate == "hard_sigmoid", hs, acts)
-        return [hs], acts
+    def forward_rows(self, projected, mask, initial, W_h, states, acts, start, stop):
+        scale, shift = _gate_scale_and_shift(self.gate, projected.dtype)
+        gru_forward(projected, mask, initial[0], W_h, scale, shift, self.gate == "hard_sigmoid", states[0], acts, start, stop)
 
 
 class FusedGRUGrad(FusedLayerGrad):
@@ -152,16 +144,12 @@ class FusedGRUGrad(FusedLayerGrad):
     def __init__(self, gate="hard_sigmoid"):
         self.gate = check_gate(gate)
 
-    def backward(self, mask, initial, W_h, states, acts, g_states):
-        (h0,), (hs,), (g_hs,) = initial, states, g_states
-        T, B, H = hs.shape
-        dtype = hs.dtype
-        d_proj = np.empty((T, B, 3 * H), dtype=dtype)
-        d_h0 = np.empty((B, H), dtype=dtype)
-        d_W = np.empty((H, 3 * H), dtype=dtype)
-        slope, _ = _gate_scale_and_shift(self.gate, dtype)
-        gru_backward(*kernel_operands(mask, h0, W_h, hs, acts, g_hs), slope, self.gate == "hard_sigmoid", d_proj, d_h0, d_W)
-        return d_proj, [d_h0], d_W
+    weights_in_kernel = True
+
+    def backward_rows(self, mask, initial, W_h, states, acts, g_states, d_projected, d_initial, d_W_h, start, stop):
+        slope, _ = _gate_scale_and_shift(self.gate, acts.dtype)
+        gru_backward(mask, initial[0], W_h, states[0], acts, g_states[0], slope, self.gate == "hard_sigmoid",
+                     d_projected, d_initial[0], d_W_h, start, stop)
 
 
 def fused_gru(projected, mask, h0, W_h, gate="hard_sigmoid"):

@@ -167,8 +167,8 @@ def _blas_layout(x):
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=_FASTMATH)
-def gru_forward(projected, mask, h0, W_h, scale, shift, hard, hs, acts):
-    """The GRU layer over all T steps: fill ``hs`` and ``acts``.
+def gru_forward(projected, mask, h0, W_h, scale, shift, hard, hs, acts, start, stop):
+    """The GRU layer over all T steps: fill the rows ``start:stop`` of ``hs`` and ``acts``.
 
     Parameters
     ----------
@@ -187,29 +187,32 @@ def gru_forward(projected, mask, h0, W_h, scale, shift, hard, hs, acts):
         Output: the states.
     acts : ndarray (T, B, 3H)
         Output: ``[u or gates | candidates]``.
+    start, stop : int
+        The batch rows this call computes (``0, B``: all); other threads may
+        run other rows of the same arrays at the same time.
 
     All arrays C-contiguous, of one dtype.
     """
     T, B, H = hs.shape
     H2 = 2 * H
-    gates = np.empty((B, H2), dtype=hs.dtype)
-    q = np.empty((B, H), dtype=hs.dtype)
+    gates = np.empty((stop - start, H2), dtype=hs.dtype)
+    q = np.empty((stop - start, H), dtype=hs.dtype)
     W_zr = W_h[:, :H2]
     W_c = W_h[:, H2:]
     unit = one(scale)
     for t in range(T):
         h = h0 if t == 0 else hs[t - 1]
-        for b in range(B):
+        for b in range(start, stop):
             a = projected[t, b]
             act = acts[t, b]
             for j in range(H2):
                 act[j] = a[j] * scale + shift
             for j in range(H2, 3 * H):
                 act[j] = a[j]
-        matmul_into(h[:, :], W_zr, acts[t, :, :H2], scale, unit)
-        for b in range(B):
+        matmul_into(h[start:stop, :], W_zr, acts[t, start:stop, :H2], scale, unit)
+        for b in range(start, stop):
             act = acts[t, b]
-            zr = gates[b]
+            zr = gates[b - start]
             if hard:
                 for j in range(H2):
                     zr[j] = hard_sigmoid_clip(act[j])
@@ -218,13 +221,13 @@ def gru_forward(projected, mask, h0, W_h, scale, shift, hard, hs, acts):
                     zr[j] = sigmoid(act[j])
                     act[j] = zr[j]
             h_b = h[b]
-            q_b = q[b]
+            q_b = q[b - start]
             for j in range(H):
                 q_b[j] = zr[H + j] * h_b[j]
-        matmul_into(q[:, :], W_c, acts[t, :, H2:], unit, unit)
-        for b in range(B):
+        matmul_into(q[:, :], W_c, acts[t, start:stop, H2:], unit, unit)
+        for b in range(start, stop):
             c_b = acts[t, b, H2:]
-            z_b = gates[b, :H]
+            z_b = gates[b - start, :H]
             h_b = h[b]
             out = hs[t, b]
             m = mask[t, b]
@@ -238,8 +241,8 @@ def gru_forward(projected, mask, h0, W_h, scale, shift, hard, hs, acts):
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=_FASTMATH)
-def gru_backward(mask, h0, W_h, hs, acts, g_hs, slope, hard, d_projected, d_h0, d_W_h):
-    """Backpropagation through the T steps of :func:`gru_forward`: fill the three gradients.
+def gru_backward(mask, h0, W_h, hs, acts, g_hs, slope, hard, d_projected, d_h0, d_W_h, start, stop):
+    """Backpropagation through the T steps of :func:`gru_forward` for batch rows ``start:stop``: fill the gradients.
 
     Parameters
     ----------
@@ -259,21 +262,25 @@ def gru_backward(mask, h0, W_h, hs, acts, g_hs, slope, hard, d_projected, d_h0, 
         Output; holds the gradient with respect to the state before each step
         while the loop runs.
     d_W_h : ndarray (H, 3H)
-        Output.
+        Output: the sum over the rows ``start:stop`` (and all steps).
+    start, stop : int
+        The rows of ``d_projected`` and ``d_h0`` this call computes, as for
+        :func:`gru_forward`.
 
     All arrays C-contiguous, of one dtype; T >= 1.
     """
     T, B, H = hs.shape
     H2 = 2 * H
-    q = np.empty((T, B, H), dtype=hs.dtype)  # r * h_prev, for d_W_h
-    dq = np.empty((B, H), dtype=hs.dtype)
+    rows = stop - start
+    q = np.empty((T, rows, H), dtype=hs.dtype)  # r * h_prev, for d_W_h
+    dq = np.empty((rows, H), dtype=hs.dtype)
     carry = d_h0
-    carry[:] = 0
+    carry[start:stop] = 0
     unit = one(slope)
     zero = unit - unit
     for t in range(T - 1, -1, -1):
         h = h0 if t == 0 else hs[t - 1]
-        for b in range(B):
+        for b in range(start, stop):
             m = mask[t, b]
             g = g_hs[t, b]
             cr = carry[b]
@@ -294,14 +301,14 @@ def gru_backward(mask, h0, W_h, hs, acts, g_hs, slope, hard, d_projected, d_h0, 
                 d[j] = dn * (h_b[j] - c) * s
                 d[H2 + j] = dn * (unit - z) * (unit - c * c)
                 cr[j] = (dh - dn) + dn * z
-        matmul_into(d_projected[t, :, H2:], W_h[:, H2:].T, dq[:, :], unit, zero)
-        for b in range(B):
+        matmul_into(d_projected[t, start:stop, H2:], W_h[:, H2:].T, dq[:, :], unit, zero)
+        for b in range(start, stop):
             h_b = h[b]
             act = acts[t, b]
             d = d_projected[t, b]
             cr = carry[b]
-            dq_b = dq[b]
-            q_b = q[t, b]
+            dq_b = dq[b - start]
+            q_b = q[t, b - start]
             for j in range(H):
                 u = act[H + j]
                 if hard:
@@ -313,10 +320,17 @@ def gru_backward(mask, h0, W_h, hs, acts, g_hs, slope, hard, d_projected, d_h0, 
                 d[H + j] = dq_b[j] * h_b[j] * s
                 cr[j] += dq_b[j] * r
                 q_b[j] = r * h_b[j]
-        matmul_into(d_projected[t, :, :H2], W_h[:, :H2].T, carry[:, :], unit, unit)
-    # d_W_h = h_prev.T @ d_projected[..., :2H] | q.T @ d_projected[..., 2H:], summed over t and B
-    flat = d_projected.reshape(T * B, 3 * H)
-    matmul_into(h0[:, :].T, flat[:B, :H2], d_W_h[:, :H2], unit, zero)
-    if T > 1:
-        matmul_into(hs[: T - 1].reshape((T - 1) * B, H)[:, :].T, flat[B:, :H2], d_W_h[:, :H2], unit, unit)
-    matmul_into(q.reshape(T * B, H)[:, :].T, flat[:, H2:], d_W_h[:, H2:], unit, zero)
+        matmul_into(d_projected[t, start:stop, :H2], W_h[:, :H2].T, carry[start:stop, :], unit, unit)
+    # d_W_h = h_prev.T @ d_projected[..., :2H] | q.T @ d_projected[..., 2H:], summed over t and the rows
+    if rows == B:  # all rows: one product over all T * B of them
+        flat = d_projected.reshape(T * B, 3 * H)
+        matmul_into(h0[:, :].T, flat[:B, :H2], d_W_h[:, :H2], unit, zero)
+        if T > 1:
+            matmul_into(hs[: T - 1].reshape((T - 1) * B, H)[:, :].T, flat[B:, :H2], d_W_h[:, :H2], unit, unit)
+        matmul_into(q.reshape(T * B, H)[:, :].T, flat[:, H2:], d_W_h[:, H2:], unit, zero)
+        return
+    for t in range(T):  # a block of rows is strided across the steps: one product per step
+        h = h0 if t == 0 else hs[t - 1]
+        beta = zero if t == 0 else unit
+        matmul_into(h[start:stop, :].T, d_projected[t, start:stop, :H2], d_W_h[:, :H2], unit, beta)
+        matmul_into(q[t, :, :].T, d_projected[t, start:stop, H2:], d_W_h[:, H2:], unit, beta)

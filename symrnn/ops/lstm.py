@@ -27,15 +27,7 @@ sigmoid (the LSTM's default).
 
 from __future__ import annotations
 
-import numpy as np
-
-from symrnn.ops.fused_layer import (
-    FusedLayer,
-    FusedLayerGrad,
-    apply_fused_layer,
-    check_gate,
-    kernel_operands,
-)
+from symrnn.ops.fused_layer import FusedLayer, FusedLayerGrad, apply_fused_layer, check_gate
 from symrnn.ops.lstm_kernels import HARD_SIGMOID_SLOPE, lstm_backward, lstm_forward
 
 __all__ = ["FusedLSTM", "FusedLSTMGrad", "fused_lstm"]
@@ -86,18 +78,9 @@ class FusedLSTM(FusedLayer):
     def grad_op(self):
         return FusedLSTMGrad(self.gate)
 
-    def forward(self, projected, mask, initial, W_h):
-        T, B, H4 = projected.shape
-        dtype = projected.dtype
-        hs = np.empty((T, B, H4 // 4), dtype=dtype)
-        cs = np.empty_like(hs)
-        acts = np.empty((T, B, H4), dtype=dtype)
-        h0, c0 = initial
-        lstm_forward(
-            *kernel_operands(projected, mask, h0, c0, W_h), self.gate == "hard_sigmoid", dtype.type(HARD_SIGMOID_SLOPE),
-            hs, cs, acts,
-        )
-        return [hs, cs], acts
+    def forward_rows(self, projected, mask, initial, W_h, states, acts, start, stop):
+        slope = projected.dtype.type(HARD_SIGMOID_SLOPE)
+        lstm_forward(projected, mask, *initial, W_h, self.gate == "hard_sigmoid", slope, *states, acts, start, stop)
 
 
 class FusedLSTMGrad(FusedLayerGrad):
@@ -142,19 +125,10 @@ class FusedLSTMGrad(FusedLayerGrad):
     def __init__(self, gate="sigmoid"):
         self.gate = check_gate(gate)
 
-    def backward(self, mask, initial, W_h, states, acts, g_states):
-        (_, c0), (hs, cs), (g_hs, g_cs) = initial, states, g_states
-        T, B, H = hs.shape
-        dtype = hs.dtype
-        d_proj = np.empty((T, B, 4 * H), dtype=dtype)
-        d_h0 = np.empty((B, H), dtype=dtype)
-        d_c0 = np.empty((B, H), dtype=dtype)
-        mask, c0, W_h, cs, acts, g_hs, g_cs = kernel_operands(mask, c0, W_h, cs, acts, g_hs, g_cs)
-        lstm_backward(
-            mask, c0, W_h.T, cs, acts, g_hs, g_cs, self.gate == "hard_sigmoid", dtype.type(HARD_SIGMOID_SLOPE),
-            d_proj, d_h0, d_c0,
-        )
-        return d_proj, [d_h0, d_c0], None  # d_W_h: weight_gradient
+    def backward_rows(self, mask, initial, W_h, states, acts, g_states, d_projected, d_initial, d_W_h, start, stop):
+        slope = acts.dtype.type(HARD_SIGMOID_SLOPE)
+        lstm_backward(mask, initial[1], W_h.T, states[1], acts, *g_states, self.gate == "hard_sigmoid", slope,
+                      d_projected, *d_initial, start, stop)
 
 
 def fused_lstm(projected, mask, h0, c0, W_h, gate="sigmoid"):

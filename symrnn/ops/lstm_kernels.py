@@ -4,6 +4,8 @@ r"""Numba kernels of the fused LSTM layer (:mod:`symrnn.ops.lstm`): all T steps 
 in compiled code: per step one matrix product through BLAS (``np.dot`` with
 an output array, which Numba hands to SciPy's BLAS) and a few passes per
 batch row over contiguous memory for the elementwise work, which vectorise.
+Each runs the rows ``start:stop`` of the batch, so that threads can share a
+batch (:mod:`symrnn.ops.fused_layer`); the kernels release the GIL.
 :class:`~symrnn.ops.lstm.FusedLSTM` and
 :class:`~symrnn.ops.lstm.FusedLSTMGrad` allocate the outputs and call them;
 the equations and the layout of ``acts`` are documented there.
@@ -35,8 +37,8 @@ HARD_SIGMOID_SLOPE = 0.2
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=set(LOOP_FASTMATH))
-def lstm_forward(projected, mask, h0, c0, W_h, hard, slope, hs, cs, acts):
-    """Run the LSTM forward over all T steps.
+def lstm_forward(projected, mask, h0, c0, W_h, hard, slope, hs, cs, acts, start, stop):
+    """Run the LSTM forward over all T steps, for batch rows ``start:stop``.
 
     Parameters
     ----------
@@ -53,19 +55,22 @@ def lstm_forward(projected, mask, h0, c0, W_h, hard, slope, hs, cs, acts):
     acts : ndarray (T, B, 4H)
         Out: ``g``, and the gates (sigmoid) or their unclipped arguments
         ``slope v + 0.5`` (hard sigmoid), as :class:`~symrnn.ops.lstm.FusedLSTM` keeps them.
+    start, stop : int
+        The rows this call computes (``0, B``: all); other threads may run
+        other rows of the same arrays at the same time.
     """
     T, B, H4 = projected.shape
     H = H4 // 4
     H3 = 3 * H
     one = cell_math.one(slope)
     half = one / (one + one)
-    pre = np.empty((B, H4), dtype=projected.dtype)
+    pre = np.empty((stop - start, H4), dtype=projected.dtype)
     for t in range(T):
         h_prev = h0 if t == 0 else hs[t - 1]
         c_prev = c0 if t == 0 else cs[t - 1]
-        np.dot(h_prev, W_h, pre)
-        for b in range(B):
-            x, p, a, c, c_new, h_new = projected[t, b], pre[b], acts[t, b], c_prev[b], cs[t, b], hs[t, b]
+        np.dot(h_prev[start:stop], W_h, pre)
+        for b in range(start, stop):
+            x, p, a, c, c_new, h_new = projected[t, b], pre[b - start], acts[t, b], c_prev[b], cs[t, b], hs[t, b]
             x_ifo, p_ifo, a_ifo = x[:H3], p[:H3], a[:H3]
             if hard:
                 for j in range(H3):
@@ -91,8 +96,8 @@ def lstm_forward(projected, mask, h0, c0, W_h, hard, slope, hs, cs, acts):
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=set(LOOP_FASTMATH))
-def lstm_backward(mask, c0, W_T, cs, acts, g_hs, g_cs, hard, slope, d_projected, d_h0, d_c0):
-    """Backpropagate through all T steps of the LSTM, from t = T-1 down to 0.
+def lstm_backward(mask, c0, W_T, cs, acts, g_hs, g_cs, hard, slope, d_projected, d_h0, d_c0, start, stop):
+    """Backpropagate through all T steps of the LSTM, from t = T-1 down to 0, for batch rows ``start:stop``.
 
     Parameters
     ----------
@@ -113,18 +118,20 @@ def lstm_backward(mask, c0, W_T, cs, acts, g_hs, g_cs, hard, slope, d_projected,
         Out: gradient with respect to ``projected``, the arguments ``v`` of every step.
     d_h0, d_c0 : ndarray (B, H)
         Out: gradients with respect to ``h0`` and ``c0``.
+    start, stop : int
+        The rows this call computes, as for :func:`lstm_forward`.
     """
     T, B, H = cs.shape
     H3 = 3 * H
     one = cell_math.one(slope)
     zero = one - one
-    back = np.empty((B, H), dtype=cs.dtype)
+    back = np.empty((stop - start, H), dtype=cs.dtype)
     # d_h0 and d_c0 carry dh and dc, the gradients with respect to the states after step t
-    d_h0[:] = zero
-    d_c0[:] = zero
+    d_h0[start:stop] = zero
+    d_c0[start:stop] = zero
     for t in range(T - 1, -1, -1):
         c_prev = c0 if t == 0 else cs[t - 1]
-        for b in range(B):
+        for b in range(start, stop):
             dh, dc, gh, gc = d_h0[b], d_c0[b], g_hs[t, b], g_cs[t, b]
             for j in range(H):
                 dh[j] += gh[j]
@@ -150,9 +157,9 @@ def lstm_backward(mask, c0, W_T, cs, acts, g_hs, g_cs, hard, slope, d_projected,
                 dv_o[j] = dhn * tc * s_o
                 dv_g[j] = dct * i * (one - g * g)
                 dc[j] = (dc[j] - dcn) + dct * f  # (1 - m) dc + dct f
-        np.dot(d_projected[t], W_T, back)
-        for b in range(B):
-            dh, bk = d_h0[b], back[b]
+        np.dot(d_projected[t][start:stop], W_T, back)
+        for b in range(start, stop):
+            dh, bk = d_h0[b], back[b - start]
             m = mask[t, b]
             for j in range(H):
                 dh[j] = (dh[j] - m * dh[j]) + bk[j]  # (1 - m) dh, exactly 0 on a real token, + dv @ W_h.T

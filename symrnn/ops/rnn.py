@@ -21,9 +21,7 @@ The cell has no gates, so the Ops take no ``gate``.
 
 from __future__ import annotations
 
-import numpy as np
-
-from symrnn.ops.fused_layer import FusedLayer, FusedLayerGrad, apply_fused_layer, kernel_operands
+from symrnn.ops.fused_layer import FusedLayer, FusedLayerGrad, apply_fused_layer
 from symrnn.ops.rnn_kernels import rnn_backward, rnn_forward
 
 __all__ = ["FusedRNN", "FusedRNNGrad", "fused_rnn"]
@@ -61,16 +59,13 @@ class FusedRNN(FusedLayer):
 
     __props__ = ()
     cell, blocks, initial_names = "RNN", 1, ("h0",)
+    row_block_work = 1 << 23  # its steps are light: row blocks pay at large sizes only (fused_layer)
 
     def grad_op(self):
         return FusedRNNGrad()
 
-    def forward(self, projected, mask, initial, W_h):
-        T, B, H = projected.shape
-        hs = np.empty((T, B, H), dtype=projected.dtype)
-        acts = np.empty_like(hs)
-        rnn_forward(*kernel_operands(projected, mask, initial[0], W_h), hs, acts)
-        return [hs], acts
+    def forward_rows(self, projected, mask, initial, W_h, states, acts, start, stop):
+        rnn_forward(projected, mask, initial[0], W_h, states[0], acts, start, stop)
 
 
 class FusedRNNGrad(FusedLayerGrad):
@@ -99,15 +94,10 @@ class FusedRNNGrad(FusedLayerGrad):
 
     __props__ = ()
     cell, blocks, initial_names = "RNN", 1, ("h0",)
+    row_block_work = 1 << 23  # its steps are light: row blocks pay at large sizes only (fused_layer)
 
-    def backward(self, mask, initial, W_h, states, acts, g_states):
-        (hs,), (g_hs,) = states, g_states
-        T, B, H = hs.shape
-        d_proj = np.empty((T, B, H), dtype=hs.dtype)
-        d_h0 = np.empty((B, H), dtype=hs.dtype)
-        mask, W_h, acts, g_hs = kernel_operands(mask, W_h, acts, g_hs)
-        rnn_backward(mask, W_h.T, acts, g_hs, d_proj, d_h0)
-        return d_proj, [d_h0], None  # d_W_h: weight_gradient
+    def backward_rows(self, mask, initial, W_h, states, acts, g_states, d_projected, d_initial, d_W_h, start, stop):
+        rnn_backward(mask, W_h.T, acts, g_states[0], d_projected, d_initial[0], start, stop)
 
 
 def fused_rnn(projected, mask, h0, W_h):

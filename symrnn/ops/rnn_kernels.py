@@ -4,7 +4,10 @@ r"""Numba kernels of the fused tanh RNN layer (:mod:`symrnn.ops.rnn`), and the p
 the layer in compiled code: per step one matrix product through BLAS
 (``np.dot`` with an output array, which Numba hands to SciPy's BLAS) and one
 pass per batch row over contiguous memory for the elementwise work, which
-vectorises. :class:`~symrnn.ops.rnn.FusedRNN` and
+vectorises. Each runs the rows ``start:stop`` of the batch (rows are
+independent through time), so that threads can share a batch
+(:mod:`symrnn.ops.fused_layer`); the kernels release the GIL.
+:class:`~symrnn.ops.rnn.FusedRNN` and
 :class:`~symrnn.ops.rnn.FusedRNNGrad` allocate the outputs and call them;
 the equations are documented there. :mod:`symrnn.ops.lstm_kernels` reuses
 :data:`LOOP_FASTMATH`, :func:`carry_padding` and :func:`contiguous`.
@@ -55,8 +58,8 @@ def carry_padding(new, old, m):
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=set(LOOP_FASTMATH))
-def rnn_forward(projected, mask, h0, W_h, hs, acts):
-    """Run the tanh RNN forward over all T steps.
+def rnn_forward(projected, mask, h0, W_h, hs, acts, start, stop):
+    """Run the tanh RNN forward over all T steps, for batch rows ``start:stop``.
 
     Parameters
     ----------
@@ -68,14 +71,17 @@ def rnn_forward(projected, mask, h0, W_h, hs, acts):
         Out: the state after every step.
     acts : ndarray (T, B, H)
         Out: ``h_new`` of every step.
+    start, stop : int
+        The rows this call computes (``0, B``: all); other threads may run
+        other rows of the same arrays at the same time.
     """
     T, B, H = projected.shape
-    pre = np.empty((B, H), dtype=projected.dtype)
+    pre = np.empty((stop - start, H), dtype=projected.dtype)
     for t in range(T):
         h_prev = h0 if t == 0 else hs[t - 1]
-        np.dot(h_prev, W_h, pre)
-        for b in range(B):
-            x, p, a, h = projected[t, b], pre[b], acts[t, b], hs[t, b]
+        np.dot(h_prev[start:stop], W_h, pre)
+        for b in range(start, stop):
+            x, p, a, h = projected[t, b], pre[b - start], acts[t, b], hs[t, b]
             for j in range(H):
                 a[j] = cell_math.tanh(x[j] + p[j])
                 h[j] = a[j]
@@ -85,8 +91,8 @@ def rnn_forward(projected, mask, h0, W_h, hs, acts):
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=set(LOOP_FASTMATH))
-def rnn_backward(mask, W_T, acts, g_hs, d_projected, d_h0):
-    """Backpropagate through all T steps of the tanh RNN, from t = T-1 down to 0.
+def rnn_backward(mask, W_T, acts, g_hs, d_projected, d_h0, start, stop):
+    """Backpropagate through all T steps of the tanh RNN, from t = T-1 down to 0, for batch rows ``start:stop``.
 
     Parameters
     ----------
@@ -102,13 +108,15 @@ def rnn_backward(mask, W_T, acts, g_hs, d_projected, d_h0):
         Out: gradient with respect to ``projected``.
     d_h0 : ndarray (B, H)
         Out: gradient with respect to ``h0``.
+    start, stop : int
+        The rows this call computes, as for :func:`rnn_forward`.
     """
     T, B, H = acts.shape
-    back = np.empty((B, H), dtype=acts.dtype)
+    back = np.empty((stop - start, H), dtype=acts.dtype)
     # d_h0 carries dh, the gradient with respect to the state after step t
-    d_h0[:] = 0
+    d_h0[start:stop] = 0
     for t in range(T - 1, -1, -1):
-        for b in range(B):
+        for b in range(start, stop):
             dh, g, a, dv = d_h0[b], g_hs[t, b], acts[t, b], d_projected[t, b]
             m = mask[t, b]
             one = cell_math.one(m)
@@ -116,9 +124,9 @@ def rnn_backward(mask, W_T, acts, g_hs, d_projected, d_h0):
                 d = dh[j] + g[j]
                 dh[j] = d
                 dv[j] = m * d * (one - a[j] * a[j])
-        np.dot(d_projected[t], W_T, back)
-        for b in range(B):
-            dh, bk = d_h0[b], back[b]
+        np.dot(d_projected[t][start:stop], W_T, back)
+        for b in range(start, stop):
+            dh, bk = d_h0[b], back[b - start]
             m = mask[t, b]
             for j in range(H):
                 dh[j] = (dh[j] - m * dh[j]) + bk[j]  # (1 - m) dh, exactly 0 on a real token, + dv @ W_h.T
