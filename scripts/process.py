@@ -97,9 +97,9 @@ def keep_freed_memory_for_reuse() -> None:
 def limit_blas_threads(threads: int) -> None:
     """Thread counts of the BLAS libraries and symrnn's Numba kernels.
 
-    ``threads`` > 0: NumPy's BLAS (the big products of the graph) and the
-    softmax kernel's row blocks run on ``threads`` threads; 0 leaves them as
-    they are (all cores). SciPy's own BLAS, which the fused layers' Numba
+    ``threads`` > 0: NumPy's BLAS (the big products of the graph), the
+    softmax kernel's and the fused layers' row blocks run on ``threads``
+    threads; 0 leaves them as they are (all cores). SciPy's own BLAS, which the fused layers' Numba
     kernels call, runs on one thread where it is a library of its own (the
     PyPI wheels ship one beside NumPy's): the kernels' per-step products are
     small, and two OpenBLAS thread pools whose workers
