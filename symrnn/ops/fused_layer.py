@@ -25,8 +25,9 @@ kernels' pool (:func:`symrnn.ops.kernels.thread_count`), each block's whole
 loop over time on its own thread, every kernel writing its rows of the
 shared output arrays in place; ``d_W_h`` is then summed over the blocks, or
 computed once from the whole arrays (:meth:`FusedLayerGrad.weight_gradient`).
-:class:`FusedLayer` and :class:`FusedLayerGrad` hold the graph side; a cell's
-Op supplies ``forward`` and ``backward`` over NumPy arrays.
+:class:`FusedLayer` and :class:`FusedLayerGrad` hold the graph side and run
+the row blocks; a cell's Op supplies ``forward_rows`` and ``backward_rows``,
+its kernels over a block of rows.
 
 Gates
 -----
@@ -238,7 +239,7 @@ class FusedLayerGrad(_CellLayout, Op):
 
     def gradients(self, mask, initial, W_h, states, acts, g_states):
         """``(d_projected, d_initial_states, d_W_h)`` over NumPy arrays (T >= 1), in row blocks on threads where that pays."""
-        T, B, KH = acts.shape
+        _, B, KH = acts.shape
         H = W_h.shape[0]
         n = self.n_states
         mask, W_h, acts, *rest = kernel_operands(mask, W_h, acts, *initial, *states, *g_states)
@@ -284,14 +285,16 @@ def row_blocks(B, step_work, min_work):
 
 
 def _on_row_blocks(run, bounds):
-    """``[run(a, b) for each block]``: the first on the calling thread, the others at once on the kernels' pool.
+    """``run(a, b)`` for each block: the first on the calling thread, the others at once on the kernels' pool.
 
+    Returns when every block is done (an error in any block is raised here).
     The kernels release the GIL (``nogil``), so the blocks run in parallel.
     """
     pairs = list(zip(bounds[:-1], bounds[1:]))
     others = [kernels.worker_pool(len(pairs) - 1).submit(run, a, b) for a, b in pairs[1:]]
-    first = run(*pairs[0])
-    return [first, *(other.result() for other in others)]
+    run(*pairs[0])
+    for other in others:
+        other.result()
 
 
 def check_layer_shapes(cell, blocks, projected, mask, initial, W_h):
