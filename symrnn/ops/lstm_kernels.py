@@ -27,8 +27,8 @@ import numpy as np
 from numba import njit
 
 from symrnn.ops import cell_math
-# Numba's disk cache checks this file alone: after changing carry_padding, touch this file too.
-from symrnn.ops.rnn_kernels import LOOP_FASTMATH, carry_padding
+# Numba's disk cache checks this file alone: after changing carry_padding or carry_through_product, touch this file too.
+from symrnn.ops.rnn_kernels import LOOP_FASTMATH, carry_padding, carry_through_product
 
 __all__ = ["HARD_SIGMOID_SLOPE", "lstm_backward", "lstm_forward"]
 
@@ -157,9 +157,4 @@ def lstm_backward(mask, c0, W_T, cs, acts, g_hs, g_cs, hard, slope, d_projected,
                 dv_o[j] = dhn * tc * s_o
                 dv_g[j] = dct * i * (one - g * g)
                 dc[j] = (dc[j] - dcn) + dct * f  # (1 - m) dc + dct f
-        np.dot(d_projected[t][start:stop], W_T, back)
-        for b in range(start, stop):
-            dh, bk = d_h0[b], back[b - start]
-            m = mask[t, b]
-            for j in range(H):
-                dh[j] = (dh[j] - m * dh[j]) + bk[j]  # (1 - m) dh, exactly 0 on a real token, + dv @ W_h.T
+        carry_through_product(d_projected[t], W_T, mask[t], back, d_h0, start, stop)

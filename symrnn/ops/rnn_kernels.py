@@ -10,7 +10,7 @@ independent through time), so that threads can share a batch
 :class:`~symrnn.ops.rnn.FusedRNN` and
 :class:`~symrnn.ops.rnn.FusedRNNGrad` allocate the outputs and call them;
 the equations are documented there. :mod:`symrnn.ops.lstm_kernels` reuses
-:data:`LOOP_FASTMATH`, :func:`carry_padding` and :func:`contiguous`.
+:data:`LOOP_FASTMATH`, :func:`carry_padding` and :func:`carry_through_product`.
 
 Shapes: T steps (T >= 1), B batch rows, H hidden units. Every array is
 C-contiguous except where a parameter says otherwise, and all share one float
@@ -35,7 +35,7 @@ from numba import njit
 
 from symrnn.ops import cell_math
 
-__all__ = ["LOOP_FASTMATH", "carry_padding", "rnn_backward", "rnn_forward"]
+__all__ = ["LOOP_FASTMATH", "carry_padding", "carry_through_product", "rnn_backward", "rnn_forward"]
 
 #: Fast-math flags of the kernels: contraction (FMA), reciprocals and signed
 #: zeros; without "nnan" and "ninf", under which LLVM may turn the clamps of
@@ -55,6 +55,31 @@ def carry_padding(new, old, m):
     """
     for j in range(new.shape[0]):
         new[j] = old[j] + m * (new[j] - old[j])
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=set(LOOP_FASTMATH))
+def carry_through_product(dv, W_T, mask_t, back, dh, start, stop):
+    """``dh[b] = (1 - m_b) dh[b] + (dv @ W_h.T)[b]`` for the rows ``start:stop``: the state gradient step t passes back.
+
+    Parameters
+    ----------
+    dv : ndarray (B, kH)
+        Step t's gradient with respect to its pre-activations.
+    W_T : ndarray (kH, H), C- or F-contiguous
+        ``W_h.T``.
+    mask_t : ndarray (B,)
+    back : ndarray (stop - start, H)
+        Scratch space for the product.
+    dh : ndarray (B, H)
+        In: the gradient with respect to the state after step t; out: before it.
+    start, stop : int
+    """
+    np.dot(dv[start:stop], W_T, back)
+    for b in range(start, stop):
+        d, bk = dh[b], back[b - start]
+        m = mask_t[b]
+        for j in range(d.shape[0]):
+            d[j] = (d[j] - m * d[j]) + bk[j]  # (1 - m) dh, exactly 0 on a real token, + dv @ W_h.T
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=set(LOOP_FASTMATH))
@@ -124,9 +149,4 @@ def rnn_backward(mask, W_T, acts, g_hs, d_projected, d_h0, start, stop):
                 d = dh[j] + g[j]
                 dh[j] = d
                 dv[j] = m * d * (one - a[j] * a[j])
-        np.dot(d_projected[t][start:stop], W_T, back)
-        for b in range(start, stop):
-            dh, bk = d_h0[b], back[b - start]
-            m = mask[t, b]
-            for j in range(H):
-                dh[j] = (dh[j] - m * dh[j]) + bk[j]  # (1 - m) dh, exactly 0 on a real token, + dv @ W_h.T
+        carry_through_product(d_projected[t], W_T, mask[t], back, d_h0, start, stop)
