@@ -14,10 +14,15 @@ float64 (the precision of the reference tests) they are the exact functions.
   with the approximation above (absolute error below 1.5e-7); float64 exact.
 * :func:`hard_sigmoid_clip` - ``clip(u, 0, 1)`` of an argument already
   scaled and shifted (``u = 0.2 v + 0.5``), in the dtype of ``u``.
+* :func:`gate_and_slope` - a gate and its derivative with respect to its
+  pre-activation, from what the forward kernels keep in ``acts``.
 * :func:`one` - 1 in the dtype of its argument, so that float32 loops stay
   float32 (a Python float literal would promote them to float64).
 
-Call them only from ``njit`` code; they are ``inline="always"`` overloads.
+Call them only from ``njit`` code. All but :func:`gate_and_slope` are
+``inline="always"`` overloads; that one is a plain jitted helper (Numba's
+own inlining of its branches warned, ``NumbaIRAssumptionWarning``), which
+LLVM inlines: the kernels' loops vectorise as before.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload, register_jitable
 
-__all__ = ["hard_sigmoid_clip", "one", "sigmoid", "tanh"]
+__all__ = ["gate_and_slope", "hard_sigmoid_clip", "one", "sigmoid", "tanh"]
 
 _TANH_CLAMP = np.float32(7.90531110763549805)
 _ALPHA = tuple(
@@ -122,3 +127,23 @@ def _one_overload(x):
     if isinstance(x, types.Float):
         return lambda x: 1.0
     return None
+
+
+@register_jitable
+def gate_and_slope(u, hard, slope):
+    """``(gate, d gate / d v)`` of a gate from what ``acts`` keeps of it; only for ``njit`` code.
+
+    ``hard``: ``u = slope v + 0.5`` is the hard sigmoid's unclipped argument;
+    the gate is ``clip(u, 0, 1)`` and its derivative ``slope`` where
+    ``0 <= u <= 1`` (PyTensor's ``clip`` gradient, boundaries included), else
+    0. Otherwise ``u`` is the logistic gate itself, with derivative ``u (1 - u)``.
+    """
+    unit = one(u)
+    zero = unit - unit
+    if hard:
+        gate = hard_sigmoid_clip(u)
+        derivative = slope if (u >= zero) & (u <= unit) else zero
+    else:
+        gate = u
+        derivative = u * (unit - u)
+    return gate, derivative

@@ -34,7 +34,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from symrnn.ops.cell_math import hard_sigmoid_clip, one, sigmoid, tanh
+from symrnn.ops.cell_math import gate_and_slope, hard_sigmoid_clip, one, sigmoid, tanh
 
 __all__ = ["gru_backward", "gru_forward", "matmul_into"]
 
@@ -291,13 +291,7 @@ def gru_backward(mask, h0, W_h, hs, acts, g_hs, slope, hard, d_projected, d_h0, 
                 dh = g[j] + cr[j]
                 dn = m * dh
                 c = act[H2 + j]
-                u = act[j]
-                if hard:
-                    z = hard_sigmoid_clip(u)
-                    s = slope if (u >= 0) & (u <= 1) else zero
-                else:
-                    z = u
-                    s = z * (unit - z)
+                z, s = gate_and_slope(act[j], hard, slope)
                 d[j] = dn * (h_b[j] - c) * s
                 d[H2 + j] = dn * (unit - z) * (unit - c * c)
                 cr[j] = (dh - dn) + dn * z
@@ -310,13 +304,7 @@ def gru_backward(mask, h0, W_h, hs, acts, g_hs, slope, hard, d_projected, d_h0, 
             dq_b = dq[b - start]
             q_b = q[t, b - start]
             for j in range(H):
-                u = act[H + j]
-                if hard:
-                    r = hard_sigmoid_clip(u)
-                    s = slope if (u >= 0) & (u <= 1) else zero
-                else:
-                    r = u
-                    s = r * (unit - r)
+                r, s = gate_and_slope(act[H + j], hard, slope)
                 d[H + j] = dq_b[j] * h_b[j] * s
                 cr[j] += dq_b[j] * r
                 q_b[j] = r * h_b[j]

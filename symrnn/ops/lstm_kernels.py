@@ -141,14 +141,10 @@ def lstm_backward(mask, c0, W_T, cs, acts, g_hs, g_cs, hard, slope, d_projected,
             dv_i, dv_f, dv_o, dv_g = dv[:H], dv[H : 2 * H], dv[2 * H : H3], dv[H3:]
             m = mask[t, b]
             for j in range(H):
-                u_i, u_f, u_o, g = a_i[j], a_f[j], a_o[j], a_g[j]
-                i = cell_math.hard_sigmoid_clip(u_i) if hard else u_i
-                f = cell_math.hard_sigmoid_clip(u_f) if hard else u_f
-                o = cell_math.hard_sigmoid_clip(u_o) if hard else u_o
-                # the hard sigmoid's slope where 0 <= u <= 1 (PyTensor's clip gradient), else 0
-                s_i = (slope if (u_i >= zero) & (u_i <= one) else zero) if hard else i * (one - i)
-                s_f = (slope if (u_f >= zero) & (u_f <= one) else zero) if hard else f * (one - f)
-                s_o = (slope if (u_o >= zero) & (u_o <= one) else zero) if hard else o * (one - o)
+                g = a_g[j]
+                i, s_i = cell_math.gate_and_slope(a_i[j], hard, slope)
+                f, s_f = cell_math.gate_and_slope(a_f[j], hard, slope)
+                o, s_o = cell_math.gate_and_slope(a_o[j], hard, slope)
                 tc = cell_math.tanh(f * c[j] + i * g)
                 dhn, dcn = m * dh[j], m * dc[j]
                 dct = dcn + dhn * (o * (one - tc * tc))
