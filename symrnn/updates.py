@@ -134,7 +134,7 @@ def rmsprop(grads: Sequence, params: Sequence, learning_rate, decay=0.9, epsilon
     apply_if : scalar TensorVariable (bool), optional
         As for :func:`sgd`.
     fused : bool
-        One in-place :class:`symrnn.ops.update_steps.RMSpropStep` per
+        One :class:`symrnn.ops.update_steps.RMSpropStep` (a Numba pass into new arrays) per
         parameter instead of the elementwise graph (same arithmetic; CPU
         backends only, not JAX).
 
