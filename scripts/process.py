@@ -23,7 +23,8 @@ __all__ = ["BLAS_ENVIRONMENT", "configure_process", "prepare_environment"]
 #: (about 0.4 ms) before sleeping, instead of OpenBLAS's default 2^28 (about
 #: 0.1 s, longer than a training step). A spinning worker held the second core
 #: through the softmax kernel's and the Numba kernels' time, so that their
-#: threads waited for it: measured on 2 cores (AMD EPYC, SkylakeX kernels),
+#: threads waited for it: measured on an AMD EPYC, 2 cores (numpy's OpenBLAS
+#: 0.3.31, SkylakeX kernels, 2 threads),
 #: the batch-64 GRU training step 37.2 -> 34.2 ms; batch-1 training and
 #: generation unchanged within noise, where 2^16 already slowed the batch-1
 #: generation step (66 -> 90 us) by waking sleeping workers too often.
