@@ -52,7 +52,7 @@ def sample_tokens(logits: np.ndarray, rng: np.random.Generator, temperature: flo
     if top_k == 1 or temperature * float(np.finfo(np.float32).max) < 1:
         # Temperature 0, or so close to it that 1 / temperature is no float32: the limit, greedy.
         return np.argmax(logits, axis=1).astype(np.int32)
-    from symrnn.ops.sampling_kernels import sample_rows
+    from symrnn.ops.sampling_kernels import sample_rows_in_blocks
 
     logits = np.asarray(logits)
     kept_columns = None
@@ -66,7 +66,7 @@ def sample_tokens(logits: np.ndarray, rng: np.random.Generator, temperature: flo
     # Inverse-CDF sampling, one uniform draw per row, in a Numba kernel: the
     # NumPy version (float64 softmax, cumsum, comparison) took 7.8 ms for a
     # batch of 64 rows of 8000 words, twice the model's own step.
-    sample_rows(logits, np.float32(1.0 / temperature), rng.random(len(logits)), tokens)
+    sample_rows_in_blocks(logits, np.float32(1.0 / temperature), rng.random(len(logits)), tokens)
     if kept_columns is not None:
         tokens = np.take_along_axis(kept_columns, tokens[:, None], axis=1)[:, 0].astype(np.int32)
     return tokens

@@ -21,28 +21,43 @@ def three_row_blocks(monkeypatch):
     """Every batch of 3 rows or more runs in 3 row blocks (one row each at least)."""
     monkeypatch.setattr(fused_layer, "_MIN_BLOCK_ROWS", 1)
     for op in (FusedGRU, FusedLSTM, FusedRNN):
-        monkeypatch.setattr(op, "row_block_work", 0)
-        monkeypatch.setattr(op().grad_op().__class__, "row_block_work", 0)
+        for layer in (op, op().grad_op().__class__):
+            monkeypatch.setattr(layer, "row_block_work", 0)
+            monkeypatch.setattr(layer, "row_block_layer_work", 0)
     monkeypatch.setattr(kernels, "thread_count", lambda: 3)
 
 
-def test_row_blocks_give_each_thread_enough_rows_and_work_and_cover_the_batch_once(monkeypatch):
+def test_row_blocks_give_each_thread_enough_rows_and_cover_the_batch_once(monkeypatch):
     monkeypatch.setattr(kernels, "thread_count", lambda: 2)
     rows = 2 * fused_layer._MIN_BLOCK_ROWS
-    assert fused_layer.row_blocks(1, 10, 10) == [0, 1]
-    assert fused_layer.row_blocks(rows - 1, 10, 10) == [0, rows - 1]
-    assert fused_layer.row_blocks(64, 10, 10) == [0, 32, 64]
-    assert fused_layer.row_blocks(64, 9, 10) == [0, 64]
+    assert fused_layer.row_blocks(1) == [0, 1]
+    assert fused_layer.row_blocks(rows - 1) == [0, rows - 1]
+    assert fused_layer.row_blocks(rows) == [0, rows // 2, rows]
+    assert fused_layer.row_blocks(65) == [0, 32, 65]
     monkeypatch.setattr(kernels, "thread_count", lambda: 1)
-    assert fused_layer.row_blocks(64, 10, 10) == [0, 64]
+    assert fused_layer.row_blocks(64) == [0, 64]
 
 
-def test_at_the_tutorial_s_sizes_the_gru_and_lstm_split_batch_64_and_the_rnn_does_not(monkeypatch):
+def test_a_pass_splits_only_where_both_its_step_and_its_whole_work_are_large_enough(monkeypatch):
     monkeypatch.setattr(kernels, "thread_count", lambda: 2)
-    for op, k, blocks in ((FusedGRU(), 3, 2), (FusedLSTM(), 4, 2), (FusedRNN(), 1, 1)):
+    layer = FusedGRU()  # a step of B rows: B * H * 3H multiply-adds
+    monkeypatch.setattr(FusedGRU, "row_block_work", 64 * 4 * 12)
+    monkeypatch.setattr(FusedGRU, "row_block_layer_work", 3 * 64 * 4 * 12)
+    assert layer.row_bounds(3, 64, 4) == [0, 32, 64]
+    assert layer.row_bounds(2, 64, 4) == [0, 64]  # the pass is too small
+    assert layer.row_bounds(100, 63, 4) == [0, 63]  # a step is too small
+
+
+def test_at_the_tutorial_s_sizes_training_splits_batch_64_of_the_gru_and_lstm_and_one_generated_token_does_not(
+    monkeypatch,
+):
+    monkeypatch.setattr(kernels, "thread_count", lambda: 2)
+    for op, blocks in ((FusedGRU(), 2), (FusedLSTM(), 2), (FusedRNN(), 1)):
         for layer in (op, op.grad_op()):
-            assert len(fused_layer.row_blocks(64, 64 * 128 * k * 128, layer.row_block_work)) == blocks + 1
-    assert len(fused_layer.row_blocks(50, 50 * 512 * 512, FusedRNN.row_block_work)) == 3  # large: it splits too
+            assert len(layer.row_bounds(20, 64, 128)) == blocks + 1
+            assert layer.row_bounds(1, 64, 128) == [0, 64]
+    assert FusedLSTM().grad_op().row_bounds(8, 64, 128) == [0, 64]  # its backward pays later
+    assert len(FusedRNN().row_bounds(50, 50, 512)) == 3  # large: the RNN splits too
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm", "rnn"])
@@ -63,9 +78,10 @@ def test_float32_row_blocks_on_threads_give_the_one_block_results(cell, monkeypa
     want = op.grad_op().gradients(M, initial, W, states, acts, G)
     monkeypatch.setattr(kernels, "thread_count", lambda: 3)
     monkeypatch.setattr(fused_layer, "_MIN_BLOCK_ROWS", 4)
-    monkeypatch.setattr(type(op), "row_block_work", 0)
-    monkeypatch.setattr(type(op.grad_op()), "row_block_work", 0)
-    assert fused_layer.row_blocks(B, 1, 0) == [0, 13, 26, 40]
+    for layer in (type(op), type(op.grad_op())):
+        monkeypatch.setattr(layer, "row_block_work", 0)
+        monkeypatch.setattr(layer, "row_block_layer_work", 0)
+    assert op.row_bounds(T, B, H) == [0, 13, 26, 40]
     workers = []
     submit = kernels.worker_pool(2).submit
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
-from symrnn.ops.sampling_kernels import BLOCK, sample_rows
+from symrnn.ops import kernels, sampling_kernels
+from symrnn.ops.sampling_kernels import BLOCK, sample_rows, sample_rows_in_blocks
 
 
 def _float64_inverse_cdf(logits, inverse_temperature, uniforms):
@@ -50,3 +53,34 @@ def test_tokens_of_probability_zero_are_never_drawn():
     logits[:, ::3] = -np.inf
     got = _sample(logits, 1.0, rng.random(2000))
     assert not np.any(got % 3 == 0)
+
+
+def test_a_large_batch_draws_in_row_blocks_on_the_kernels_threads_the_tokens_of_one_block(monkeypatch):
+    rng = np.random.default_rng(5)
+    B, V = 37, 8000
+    logits = (rng.normal(size=(B, V)) * 2).astype(np.float32)
+    uniforms = rng.random(B)
+    want = _sample(logits, 1.3, uniforms)
+    assert B * V >= sampling_kernels.PARALLEL_LOGITS
+    monkeypatch.setattr(kernels, "thread_count", lambda: 3)
+    threads = []
+    real_sample_rows = sampling_kernels.sample_rows
+
+    def spy(block, *args):
+        threads.append((threading.current_thread().name, len(block)))
+        return real_sample_rows(block, *args)
+
+    monkeypatch.setattr(sampling_kernels, "sample_rows", spy)
+    got = np.full(B, -1, dtype=np.int32)
+    sample_rows_in_blocks(logits, np.float32(1.3), uniforms, got)
+    np.testing.assert_array_equal(got, want)
+    assert sorted(rows for _, rows in threads) == [12, 12, 13]
+    assert sum(name.startswith("symrnn-kernels") for name, _ in threads) == 2
+
+
+def test_a_small_batch_draws_in_one_block_on_the_calling_thread(monkeypatch):
+    monkeypatch.setattr(kernels, "thread_count", lambda: 2)
+    calls = []
+    monkeypatch.setattr(sampling_kernels, "sample_rows", lambda block, *args: calls.append(len(block)))
+    sample_rows_in_blocks(np.zeros((4, 100), np.float32), np.float32(1), np.zeros(4), np.zeros(4, np.int32))
+    assert calls == [4]

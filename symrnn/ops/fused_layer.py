@@ -73,6 +73,13 @@ GATES = ("hard_sigmoid", "sigmoid")
 # B=64 2.40 -> 1.59 ms; LSTM T=20 B=64 H=128 2.76 -> 2.46 ms, T=50 B=50 H=512
 # 89.7 -> 67.1 ms; the RNN's lighter steps only at large sizes: T=50 B=50
 # H=512 21.7 -> 16.5 ms, but B=64 H=128 0.78 -> 0.98 ms, B=64 H=256 equal.
+# And a whole pass of at least row_block_layer_work (T * B * H * kH): handing
+# the blocks to the pool costs 20 to 60 us a pass, so a generated token (T=1)
+# was slower in blocks (GRU forward B=64 H=128: 51 us in one block, 90 us in
+# two; Haswell kernels 79 and 107 us); from about 2^23 they pay (GRU T=4 B=64:
+# forward 184 -> 165 us, backward 311 -> 263 us). The LSTM's backward pays
+# later, from about 2^26 (its d_W_h is one product after the blocks: T=8 B=64
+# H=128 744 us in one block, 897 us in two; T=20 1873 -> 1800 us).
 _MIN_BLOCK_ROWS = 16
 
 
@@ -96,10 +103,20 @@ class _CellLayout:
     initial_names = ("h0",)
     #: Multiply-adds of a step's recurrent product (B * H * kH) from which row blocks on threads pay.
     row_block_work = 1 << 20
+    #: And of the whole pass (T * B * H * kH): handing a block to a thread costs tens of microseconds.
+    row_block_layer_work = 1 << 23
 
     @property
     def n_states(self):
         return len(self.initial_names)
+
+    def row_bounds(self, T, B, H):
+        """Bounds of the row blocks for a pass over T steps of B rows: :func:`row_blocks`, or one block ``[0, B]``
+        where a step's product is under ``row_block_work`` or the pass's under ``row_block_layer_work``."""
+        step_work = B * H * self.blocks * H
+        if step_work < self.row_block_work or T * step_work < self.row_block_layer_work:
+            return [0, B]
+        return row_blocks(B)
 
 
 class FusedLayer(_CellLayout, Op):
@@ -155,8 +172,8 @@ class FusedLayer(_CellLayout, Op):
         projected, mask, W_h, *initial = kernel_operands(projected, mask, W_h, *initial)
         states = [np.empty((T, B, H), dtype=projected.dtype) for _ in initial]
         acts = np.empty((T, B, KH), dtype=projected.dtype)
-        _on_row_blocks(lambda a, b: self.forward_rows(projected, mask, initial, W_h, states, acts, a, b),
-                       row_blocks(B, B * H * KH, self.row_block_work))
+        kernels.on_row_blocks(lambda a, b: self.forward_rows(projected, mask, initial, W_h, states, acts, a, b),
+                              self.row_bounds(T, B, H))
         return states, acts
 
     def perform(self, node, inputs, output_storage):
@@ -240,16 +257,16 @@ class FusedLayerGrad(_CellLayout, Op):
 
     def gradients(self, mask, initial, W_h, states, acts, g_states):
         """``(d_projected, d_initial_states, d_W_h)`` over NumPy arrays (T >= 1), in row blocks on threads where that pays."""
-        _, B, KH = acts.shape
+        T, B, _ = acts.shape
         H = W_h.shape[0]
         n = self.n_states
         mask, W_h, acts, *rest = kernel_operands(mask, W_h, acts, *initial, *states, *g_states)
         initial, states, g_states = rest[:n], rest[n : 2 * n], rest[2 * n :]
         d_projected = np.empty_like(acts)
         d_initial = [np.empty((B, H), dtype=acts.dtype) for _ in range(n)]
-        bounds = row_blocks(B, B * H * KH, self.row_block_work)
+        bounds = self.row_bounds(T, B, H)
         d_W_h = {start: np.empty_like(W_h) if self.weights_in_kernel else None for start in bounds[:-1]}
-        _on_row_blocks(lambda a, b: self.backward_rows(
+        kernels.on_row_blocks(lambda a, b: self.backward_rows(
             mask, initial, W_h, states, acts, g_states, d_projected, d_initial, d_W_h[a], a, b), bounds)
         if not self.weights_in_kernel:
             return d_projected, d_initial, self.weight_gradient(initial, states, d_projected)
@@ -274,28 +291,10 @@ class FusedLayerGrad(_CellLayout, Op):
         return [grad_not_implemented(self, i, x, message) for i, x in enumerate(inputs)]
 
 
-def row_blocks(B, step_work, min_work):
-    """Bounds ``[0, ..., B]`` of a batch's row blocks: one per kernel thread, each at least ``_MIN_BLOCK_ROWS`` rows.
-
-    One block (``[0, B]``) where ``step_work``, the multiply-adds of a step's
-    recurrent product ``B * H * kH``, is below ``min_work`` (the cell's
-    ``row_block_work``).
-    """
-    n = max(1, min(kernels.thread_count(), B // _MIN_BLOCK_ROWS)) if step_work >= min_work else 1
+def row_blocks(B):
+    """Bounds ``[0, ..., B]`` of a batch's row blocks: one per kernel thread, each at least ``_MIN_BLOCK_ROWS`` rows."""
+    n = max(1, min(kernels.thread_count(), B // _MIN_BLOCK_ROWS))
     return [B * c // n for c in range(n + 1)]
-
-
-def _on_row_blocks(run, bounds):
-    """``run(a, b)`` for each block: the first on the calling thread, the others at once on the kernels' pool.
-
-    Returns when every block is done (an error in any block is raised here).
-    The kernels release the GIL (``nogil``), so the blocks run in parallel.
-    """
-    pairs = list(zip(bounds[:-1], bounds[1:]))
-    others = [kernels.worker_pool(len(pairs) - 1).submit(run, a, b) for a, b in pairs[1:]]
-    run(*pairs[0])
-    for other in others:
-        other.result()
 
 
 def check_layer_shapes(cell, blocks, projected, mask, initial, W_h):

@@ -41,6 +41,7 @@ from symrnn.ops.background_compile import compile_in_background
 
 __all__ = [
     "exp_shifted_inplace",
+    "on_row_blocks",
     "softmax_cross_entropy_inplace",
     "softmax_cross_entropy_rows",
     "start_compiling_softmax",
@@ -225,8 +226,9 @@ _pool = None  # (process id, worker count, ThreadPoolExecutor), created at the f
 def worker_pool(count: int) -> ThreadPoolExecutor:
     """The Numba kernels' pool of at least ``count`` worker threads (created, or replaced by a larger one, on demand).
 
-    The softmax kernel's row blocks and the fused layers' row blocks
-    (:mod:`symrnn.ops.fused_layer`) run on it.
+    The row blocks of the softmax kernel, the fused layers
+    (:mod:`symrnn.ops.fused_layer`) and the sampler
+    (:mod:`symrnn.ops.sampling_kernels`) run on it (:func:`on_row_blocks`).
 
     A forked child process has none of its parent's threads: it makes its own pool.
     """
@@ -237,6 +239,18 @@ def worker_pool(count: int) -> ThreadPoolExecutor:
                 _pool[2].shutdown(wait=False)
             _pool = (os.getpid(), count, ThreadPoolExecutor(max_workers=count, thread_name_prefix="symrnn-kernels"))
         return _pool[2]
+
+
+def on_row_blocks(run, bounds):
+    """``[run(a, b) for each block a:b of bounds]``, the first block on the calling thread, the others at once on :func:`worker_pool`.
+
+    Returns when every block is done (an error in any block is raised here).
+    ``run`` must release the GIL (a ``nogil`` kernel) for the blocks to run in parallel.
+    """
+    pairs = list(zip(bounds[:-1], bounds[1:]))
+    others = [worker_pool(len(pairs) - 1).submit(run, a, b) for a, b in pairs[1:]]
+    first = run(*pairs[0])
+    return [first, *(other.result() for other in others)]
 
 
 def start_compiling_softmax(targets_dtype) -> None:
@@ -271,12 +285,9 @@ def softmax_cross_entropy_inplace(logits, bias, targets, weights, n_threads=1):
     if n_threads == 1:
         return softmax_cross_entropy_rows(logits, bias, targets, weights)
     bounds = [N * c // n_threads for c in range(n_threads + 1)]
-    pool = worker_pool(n_threads - 1)
-    others = [pool.submit(softmax_cross_entropy_rows, logits[a:b], bias, targets[a:b], weights[a:b])
-              for a, b in zip(bounds[1:-1], bounds[2:])]
-    loss, bias_grad = softmax_cross_entropy_rows(logits[: bounds[1]], bias, targets[: bounds[1]], weights[: bounds[1]])
-    for block in others:
-        block_loss, block_grad = block.result()
+    (loss, bias_grad), *others = on_row_blocks(
+        lambda a, b: softmax_cross_entropy_rows(logits[a:b], bias, targets[a:b], weights[a:b]), bounds)
+    for block_loss, block_grad in others:
         loss += block_loss
         bias_grad += block_grad
     return loss, bias_grad

@@ -121,6 +121,7 @@ class FusedLSTMGrad(FusedLayerGrad):
 
     __props__ = ("gate",)
     cell, blocks, initial_names = "LSTM", 4, ("h0", "c0")
+    row_block_layer_work = 1 << 26  # its d_W_h is one product after the blocks: they pay later (fused_layer)
 
     def __init__(self, gate="sigmoid"):
         self.gate = check_gate(gate)

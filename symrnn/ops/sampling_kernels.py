@@ -19,13 +19,16 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from symrnn.ops import kernels
 from symrnn.ops.kernels import exp_shifted_inplace
 
-__all__ = ["BLOCK", "sample_rows"]
+__all__ = ["BLOCK", "PARALLEL_LOGITS", "sample_rows", "sample_rows_in_blocks"]
 
 #: Weights summed at once while looking for the block that holds the draw.
 BLOCK = 64
-_LANES = 16
+#: Batches with at least this many logits draw in row blocks on the kernels' threads.
+PARALLEL_LOGITS = 1 << 17
+_MIN_BLOCK_ROWS = 4
 
 
 @njit(fastmath=True, cache=True)
@@ -101,7 +104,7 @@ def _draw(weights, u):
     return _last_with_weight(weights, 0, V)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def sample_rows(logits, inverse_temperature, uniforms, out):
     """Draw one index per row from ``softmax(logits * inverse_temperature)``.
 
@@ -120,3 +123,19 @@ def sample_rows(logits, inverse_temperature, uniforms, out):
         top = _scaled_copy_and_max(logits[i], inverse_temperature, weights)
         exp_shifted_inplace(weights, top, scale_bits)
         out[i] = _draw(weights, uniforms[i])
+
+
+def sample_rows_in_blocks(logits, inverse_temperature, uniforms, out):
+    """:func:`sample_rows` with the rows split into one block per kernel thread (``kernels.thread_count``).
+
+    One block below :data:`PARALLEL_LOGITS` logits, where handing a block to
+    a thread costs more than it saves. The uniforms are drawn before, so the
+    tokens do not depend on the number of blocks.
+    """
+    B, V = logits.shape
+    n = max(1, min(kernels.thread_count(), B // _MIN_BLOCK_ROWS)) if B * V >= PARALLEL_LOGITS else 1
+    if n == 1:
+        sample_rows(logits, inverse_temperature, uniforms, out)
+        return
+    bounds = [B * c // n for c in range(n + 1)]
+    kernels.on_row_blocks(lambda a, b: sample_rows(logits[a:b], inverse_temperature, uniforms[a:b], out[a:b]), bounds)
