@@ -99,7 +99,12 @@ def main(argv=None) -> int:
         return run_worker(options.worker, json.loads(options.worker_args))
     import warnings
 
+    from scripts.process import blas_kernel_warning, warn
+
     warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
+    message = blas_kernel_warning()
+    if message:
+        warn(message)
     report, status = ({}, 0) if options.stream_only else collect(options)
     if report:
         print(format_report(report), flush=True)

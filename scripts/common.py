@@ -11,9 +11,11 @@ if str(_ROOT) not in sys.path and (_ROOT / "symrnn").is_dir():
     sys.path.insert(0, str(_ROOT))
 
 try:
-    from .process import configure_process, prepare_environment  # noqa: E402
+    from . import process  # noqa: E402
 except ImportError:  # run as a file: python scripts/x.py
-    from process import configure_process, prepare_environment  # noqa: E402
+    import process  # noqa: E402
+
+configure_process, prepare_environment, warn = process.configure_process, process.prepare_environment, process.warn
 
 prepare_environment()  # before NumPy is first imported (below, through symrnn)
 
@@ -24,11 +26,6 @@ from symrnn.reading import DEFAULT_MAX_DATA_BYTES  # noqa: E402
 from symrnn.vocab import Vocabulary  # noqa: E402
 
 EXIT_BAD_INPUT = 2
-
-
-def warn(message: str) -> None:
-    """One warning line on stderr, named after the script: ``train.py: warning: ...``."""
-    print(f"{Path(sys.argv[0]).name}: warning: {message}", file=sys.stderr, flush=True)
 
 
 EXIT_ENVIRONMENT = 1

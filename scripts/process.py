@@ -16,7 +16,7 @@ import os
 import sys
 import warnings
 
-__all__ = ["BLAS_ENVIRONMENT", "configure_process", "prepare_environment"]
+__all__ = ["BLAS_ENVIRONMENT", "blas_kernel_warning", "configure_process", "prepare_environment", "warn"]
 
 #: Environment for NumPy's OpenBLAS, which reads it once, when NumPy is imported.
 #: ``OPENBLAS_THREAD_TIMEOUT=20``: an idle worker thread spins for 2^20 cycles
@@ -31,6 +31,49 @@ __all__ = ["BLAS_ENVIRONMENT", "configure_process", "prepare_environment"]
 BLAS_ENVIRONMENT = {"OPENBLAS_THREAD_TIMEOUT": "20"}
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+
+#: OpenBLAS's names (``OPENBLAS_CORETYPE``) of its kernel families that use AVX-512.
+_AVX512_CORETYPES = {"skylakex", "cooperlake", "sapphirerapids"}
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr, named after the script: ``train.py: warning: ...``."""
+    print(f"{os.path.basename(sys.argv[0])}: warning: {message}", file=sys.stderr, flush=True)
+
+
+def blas_kernel_warning(cpu_flags=None) -> str | None:
+    """A warning where ``OPENBLAS_CORETYPE`` holds OpenBLAS below an AVX-512 CPU's kernels, else None.
+
+    Some machine images set ``OPENBLAS_CORETYPE=Haswell`` (for OpenBLAS builds
+    that misdetected newer CPUs); a current OpenBLAS then runs AVX2 kernels on
+    an AVX-512 CPU. On an AMD EPYC (Zen 5, 2 cores) that halved numpy's float32
+    matrix products (2048^3: 232 against 458 GFLOP/s). The scripts leave the
+    variable as it is, as every setting of the user's, and say so: train.py
+    after its settings, the benchmark on stderr.
+
+    Parameters
+    ----------
+    cpu_flags : set of str, optional
+        The CPU's feature flags (default: read from ``/proc/cpuinfo``; none elsewhere than Linux).
+    """
+    forced = os.environ.get("OPENBLAS_CORETYPE", "")
+    if not forced or forced.lower() in _AVX512_CORETYPES:
+        return None
+    if "avx512f" not in (_cpu_flags() if cpu_flags is None else cpu_flags):
+        return None
+    return (f"OPENBLAS_CORETYPE={forced} makes OpenBLAS use its {forced} kernels on this AVX-512 CPU, "
+            "so matrix products may run at half speed; unset it (env -u OPENBLAS_CORETYPE ...) to let OpenBLAS choose")
+
+
+def _cpu_flags() -> set:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return set(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return set()
 
 
 def configure_process(blas_threads: int = 0, backend: str = "cpu", verbose: bool = False) -> None:

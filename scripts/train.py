@@ -417,6 +417,9 @@ def main(argv=None) -> int:
     run.say("symrnn train.py settings:", *("  " + line for line in run.settings.describe()))
     replaces = os.path.exists(run.output_path) and run.output_path != run.settings.resume
     run.say(f"Model file: {run.output_path}" + (" (replaces the existing file)" if replaces else ""))
+    blas_note = common.process.blas_kernel_warning()
+    if blas_note:
+        run.say(f"Note: {blas_note}")
     run.load_data()
     build_within_memory(run)
     return run.train()

@@ -120,3 +120,26 @@ def test_every_script_imports_common_before_numpy(script):
             order += [(node.lineno, node.module or alias.name) for alias in node.names]
     first = {name: line for line, name in sorted(order, reverse=True)}
     assert first["common"] < first["numpy"]
+
+
+@pytest.mark.parametrize("coretype, flags, warned", [
+    ("Haswell", {"avx2", "avx512f"}, True),
+    ("haswell", {"avx512f"}, True),
+    ("Haswell", {"avx2", "fma"}, False),  # the CPU has no AVX-512: Haswell's kernels are its best
+    ("SkylakeX", {"avx512f"}, False),
+    ("", {"avx512f"}, False),
+    (None, {"avx512f"}, False),
+])
+def test_a_coretype_below_an_avx512_cpu_gets_a_warning_naming_the_variable_and_the_fix(coretype, flags, warned,
+                                                                                        monkeypatch):
+    from scripts.process import blas_kernel_warning
+
+    if coretype is None:
+        monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    else:
+        monkeypatch.setenv("OPENBLAS_CORETYPE", coretype)
+    message = blas_kernel_warning(cpu_flags=flags)
+    if not warned:
+        assert message is None
+    else:
+        assert f"OPENBLAS_CORETYPE={coretype}" in message and "env -u OPENBLAS_CORETYPE" in message

@@ -105,7 +105,8 @@ def runs(tmp_path_factory):
             write_corpus(folders[key] / "corpus.txt")
         return folders[key]
 
-    commands = {"train": (command(TRAIN), small_env(folder("train")), folders["train"])}
+    # OPENBLAS_CORETYPE=Haswell as some machine images set it (train.py notes it where it slows the CPU).
+    commands = {"train": (command(TRAIN), small_env(folder("train"), OPENBLAS_CORETYPE="Haswell"), folders["train"])}
     for variable, value in (("HIDDEN_DIM", "abc"), ("LEARNING_RATE", "-1")):
         key = f"bad-{variable}"
         (folder(key) / "m.dat").write_bytes(b"an earlier model")
@@ -116,6 +117,7 @@ def runs(tmp_path_factory):
         env = small_env(folder("embedded", corpus=False), MAX_SENTENCES="64", PRINT_EVERY="1000", NUM_SAMPLES="0",
                         HIDDEN_DIM="8", EMBEDDING_DIM="4")
         del env["INPUT_DATA_FILE"]  # and the folder has no ./data/reddit-comments-2015.csv
+        env.pop("OPENBLAS_CORETYPE", None)
         commands["embedded"] = (command(TRAIN), env, folders["embedded"])
     other = folder("other", corpus=False)
     (other / "bad.npz").write_bytes(b"PK\x03\x04" + bytes(random.Random(1).randrange(256) for _ in range(300)))
@@ -153,6 +155,19 @@ def test_train_prints_the_settings_the_step_time_the_loss_and_where_it_saved(run
     assert len(losses) == 2 and all(np.isfinite(losses))  # PRINT_EVERY=100 over 200 sentences
     assert f"Saved model to {model}" in out
     assert "Traceback" not in result.stderr
+
+
+def test_train_notes_after_its_settings_an_openblas_coretype_that_holds_back_this_cpu(runs, monkeypatch):
+    from scripts.process import blas_kernel_warning
+
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    expected = blas_kernel_warning()  # None where this CPU has no AVX-512
+    out = runs[1]["train"].stdout
+    notes = [line for line in out.splitlines() if line.startswith("Note: OPENBLAS_CORETYPE")]
+    assert notes == ([f"Note: {expected}"] if expected else [])
+    assert out.index("Model file:") < (out.index(notes[0]) if notes else len(out))
+    if "embedded" in runs[1]:  # OPENBLAS_CORETYPE unset there
+        assert "OPENBLAS_CORETYPE" not in runs[1]["embedded"].stdout + runs[1]["embedded"].stderr
 
 
 def test_train_writes_exactly_the_named_model_file(runs):
