@@ -44,9 +44,9 @@ def warn(message: str) -> None:
 def blas_kernel_warning(cpu_flags=None) -> str | None:
     """A warning where ``OPENBLAS_CORETYPE`` holds OpenBLAS below an AVX-512 CPU's kernels, else None.
 
-    Some machine images set ``OPENBLAS_CORETYPE=Haswell`` (for OpenBLAS builds
-    that misdetected newer CPUs); a current OpenBLAS then runs AVX2 kernels on
-    an AVX-512 CPU. On an AMD EPYC (Zen 5, 2 cores) that halved numpy's float32
+    Some machine images set ``OPENBLAS_CORETYPE=Haswell`` (and ``OPENBLAS_L2_SIZE``)
+    for older OpenBLAS builds that crash or compute wrong results on newer
+    CPUs; a current OpenBLAS then runs AVX2 kernels on an AVX-512 CPU. On an AMD EPYC (Zen 5, 2 cores) that halved numpy's float32
     matrix products (2048^3: 232 against 458 GFLOP/s). The scripts leave the
     variable as it is, as every setting of the user's, and say so: train.py
     after its settings, the benchmark on stderr.
@@ -61,8 +61,9 @@ def blas_kernel_warning(cpu_flags=None) -> str | None:
         return None
     if "avx512f" not in (_cpu_flags() if cpu_flags is None else cpu_flags):
         return None
-    return (f"OPENBLAS_CORETYPE={forced} makes OpenBLAS use its {forced} kernels on this AVX-512 CPU, "
-            "so matrix products may run at half speed; unset it (env -u OPENBLAS_CORETYPE ...) to let OpenBLAS choose")
+    return (f"OPENBLAS_CORETYPE={forced} holds OpenBLAS to its {forced} kernels on this AVX-512 CPU: matrix products "
+            "may run at half speed. Older OpenBLAS builds need it on some CPUs; a current one chooses by itself "
+            "(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ...)")
 
 
 def _cpu_flags() -> set:

@@ -19,8 +19,8 @@ their equations only; the graph side is the same for all of them:
 Padded steps (``mask == 0``) carry every state through unchanged: with
 ``m = mask[t][:, None]`` a state becomes ``m * new + (1 - m) * old``.
 
-Batch rows are independent through time: a large enough batch
-(:func:`row_blocks`) runs in row blocks, one per thread of the
+Batch rows are independent through time: a large enough pass
+(:meth:`FusedLayer.row_bounds`) runs in row blocks, one per thread of the
 kernels' pool (:func:`symrnn.ops.kernels.thread_count`), each block's whole
 loop over time on its own thread, every kernel writing its rows of the
 shared output arrays in place; ``d_W_h`` is then summed over the blocks, or
@@ -95,7 +95,7 @@ class _CellLayout:
 
     ``cell`` (name used in messages), ``blocks`` (k, gate blocks of ``W_h``)
     and ``initial_names`` (one name per state, e.g. ``("h0", "c0")``);
-    ``row_block_work`` for :func:`row_blocks`.
+    ``row_block_work`` and ``row_block_layer_work`` for :meth:`row_bounds`.
     """
 
     cell = ""
@@ -111,8 +111,11 @@ class _CellLayout:
         return len(self.initial_names)
 
     def row_bounds(self, T, B, H):
-        """Bounds of the row blocks for a pass over T steps of B rows: :func:`row_blocks`, or one block ``[0, B]``
-        where a step's product is under ``row_block_work`` or the pass's under ``row_block_layer_work``."""
+        """Bounds of the row blocks of a pass over T steps of B rows, hidden size H.
+
+        :func:`row_blocks`, or one block ``[0, B]`` where a step's product is
+        under ``row_block_work`` or the whole pass's under ``row_block_layer_work``.
+        """
         step_work = B * H * self.blocks * H
         if step_work < self.row_block_work or T * step_work < self.row_block_layer_work:
             return [0, B]
