@@ -44,12 +44,13 @@ def warn(message: str) -> None:
 def blas_kernel_warning(cpu_flags=None) -> str | None:
     """A warning where ``OPENBLAS_CORETYPE`` holds OpenBLAS below an AVX-512 CPU's kernels, else None.
 
-    Some machine images set ``OPENBLAS_CORETYPE=Haswell`` (and ``OPENBLAS_L2_SIZE``)
-    for older OpenBLAS builds that crash or compute wrong results on newer
-    CPUs; a current OpenBLAS then runs AVX2 kernels on an AVX-512 CPU. On an AMD EPYC (Zen 5, 2 cores) that halved numpy's float32
-    matrix products (2048^3: 232 against 458 GFLOP/s). The scripts leave the
-    variable as it is, as every setting of the user's, and say so: train.py
-    after its settings, the benchmark on stderr.
+    Some machine images set ``OPENBLAS_CORETYPE=Haswell`` (and
+    ``OPENBLAS_L2_SIZE``) for older OpenBLAS builds that crash or compute
+    wrong results on newer CPUs; a current OpenBLAS then runs AVX2 kernels on
+    an AVX-512 CPU, which halved numpy's float32 matrix products on an AMD
+    EPYC (Zen 5). The scripts leave the variable as it is, as every setting
+    of the user's, and say so: train.py after its settings, the benchmark on
+    stderr.
 
     Parameters
     ----------
