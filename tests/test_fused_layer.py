@@ -103,3 +103,12 @@ def test_float32_row_blocks_on_threads_give_the_one_block_results(cell, monkeypa
     assert all(g.dtype == np.float32 for g in (got[0], *got[1], got[2]))
     for g, w in zip((got[0], *got[1], got[2]), (want[0], *want[1], want[2])):  # d_W_h: summed in another order too
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+
+
+def test_the_lstm_and_rnn_backward_kernels_get_w_h_transposed_as_a_contiguous_copy_and_the_gru_w_h_itself():
+    W_h = np.arange(4 * 16, dtype=np.float32).reshape(4, 16)
+    for op in (FusedLSTM(), FusedRNN()):
+        weights = op.grad_op().backward_weights(W_h[:, : 4 * op.blocks])
+        assert weights.flags.c_contiguous and not np.shares_memory(weights, W_h)
+        np.testing.assert_array_equal(weights, W_h[:, : 4 * op.blocks].T)
+    assert FusedGRU().grad_op().backward_weights(W_h) is W_h

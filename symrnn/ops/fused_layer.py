@@ -61,6 +61,7 @@ __all__ = [
     "kernel_operands",
     "previous_states",
     "row_blocks",
+    "transposed_weights",
 ]
 
 GATES = ("hard_sigmoid", "sigmoid")
@@ -206,17 +207,22 @@ class FusedLayerGrad(_CellLayout, Op):
     """Base of the gradient Ops (backpropagation through time of a :class:`FusedLayer`).
 
     Subclasses set ``cell``, ``blocks`` and ``initial_names`` as the forward
-    Op and define ``backward_rows(mask, initial_states, W_h, state_sequences,
-    acts, state_gradients, d_projected, d_initial_states, d_W_h, start,
-    stop)``, which runs their kernel for the batch rows ``start:stop`` (T >=
-    1) over C-contiguous NumPy arrays, writing those rows of ``d_projected``
-    (T, B, kH) and of each of ``d_initial_states`` (B, H). With
-    ``weights_in_kernel`` the kernel also writes ``d_W_h`` (H, kH), the sum
-    over its rows; else ``d_W_h`` is None and :meth:`weight_gradient` makes
-    it once for all rows.
+    Op and define ``backward_rows(mask, initial_states, weights,
+    state_sequences, acts, state_gradients, d_projected, d_initial_states,
+    d_W_h, start, stop)``, which runs their kernel for the batch rows
+    ``start:stop`` (T >= 1) over C-contiguous NumPy arrays, writing those
+    rows of ``d_projected`` (T, B, kH) and of each of ``d_initial_states``
+    (B, H). ``weights`` is :meth:`backward_weights` of ``W_h``, made once for
+    all row blocks. With ``weights_in_kernel`` the kernel also writes
+    ``d_W_h`` (H, kH), the sum over its rows; else ``d_W_h`` is None and
+    :meth:`weight_gradient` makes it once for all rows.
     """
 
     weights_in_kernel = False
+
+    def backward_weights(self, W_h):
+        """``W_h`` as the cell's ``backward_rows`` reads it: by default ``W_h`` itself."""
+        return W_h
 
     def _split(self, inputs):
         n = self.n_states
@@ -269,8 +275,9 @@ class FusedLayerGrad(_CellLayout, Op):
         d_initial = [np.empty((B, H), dtype=acts.dtype) for _ in range(n)]
         bounds = self.row_bounds(T, B, H)
         d_W_h = {start: np.empty_like(W_h) if self.weights_in_kernel else None for start in bounds[:-1]}
+        weights = self.backward_weights(W_h)
         kernels.on_row_blocks(lambda a, b: self.backward_rows(
-            mask, initial, W_h, states, acts, g_states, d_projected, d_initial, d_W_h[a], a, b), bounds)
+            mask, initial, weights, states, acts, g_states, d_projected, d_initial, d_W_h[a], a, b), bounds)
         if not self.weights_in_kernel:
             return d_projected, d_initial, self.weight_gradient(initial, states, d_projected)
         total, *others = d_W_h.values()
@@ -334,6 +341,15 @@ def kernel_operands(*arrays):
     PyTensor may hand ``perform`` strided views or read-only constants.
     """
     return [a if a.flags.c_contiguous and a.flags.writeable else np.array(a, order="C") for a in arrays]
+
+
+def transposed_weights(W_h):
+    """``W_h.T`` (kH, H) as a C-contiguous copy, for a backward kernel's ``dv @ W_h.T`` per step.
+
+    BLAS reads the copy faster than the transposed view of ``W_h`` at few
+    rows a call, and never slower in the measured shapes (docs/performance.md).
+    """
+    return np.ascontiguousarray(W_h.T)
 
 
 def previous_states(initial, states):

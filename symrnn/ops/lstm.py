@@ -27,7 +27,7 @@ sigmoid (the LSTM's default).
 
 from __future__ import annotations
 
-from symrnn.ops.fused_layer import FusedLayer, FusedLayerGrad, apply_fused_layer, check_gate
+from symrnn.ops.fused_layer import FusedLayer, FusedLayerGrad, apply_fused_layer, check_gate, transposed_weights
 from symrnn.ops.lstm_kernels import HARD_SIGMOID_SLOPE, lstm_backward, lstm_forward
 
 __all__ = ["FusedLSTM", "FusedLSTMGrad", "fused_lstm"]
@@ -126,9 +126,12 @@ class FusedLSTMGrad(FusedLayerGrad):
     def __init__(self, gate="sigmoid"):
         self.gate = check_gate(gate)
 
-    def backward_rows(self, mask, initial, W_h, states, acts, g_states, d_projected, d_initial, d_W_h, start, stop):
+    def backward_weights(self, W_h):
+        return transposed_weights(W_h)
+
+    def backward_rows(self, mask, initial, W_T, states, acts, g_states, d_projected, d_initial, d_W_h, start, stop):
         slope = acts.dtype.type(HARD_SIGMOID_SLOPE)
-        lstm_backward(mask, initial[1], W_h.T, states[1], acts, *g_states, self.gate == "hard_sigmoid", slope,
+        lstm_backward(mask, initial[1], W_T, states[1], acts, *g_states, self.gate == "hard_sigmoid", slope,
                       d_projected, *d_initial, start, stop)
 
 

@@ -21,7 +21,7 @@ The cell has no gates, so the Ops take no ``gate``.
 
 from __future__ import annotations
 
-from symrnn.ops.fused_layer import FusedLayer, FusedLayerGrad, apply_fused_layer
+from symrnn.ops.fused_layer import FusedLayer, FusedLayerGrad, apply_fused_layer, transposed_weights
 from symrnn.ops.rnn_kernels import rnn_backward, rnn_forward
 
 __all__ = ["FusedRNN", "FusedRNNGrad", "fused_rnn"]
@@ -96,8 +96,11 @@ class FusedRNNGrad(FusedLayerGrad):
     cell, blocks, initial_names = "RNN", 1, ("h0",)
     row_block_work = 1 << 23  # its steps are light: row blocks pay at large sizes only (fused_layer)
 
-    def backward_rows(self, mask, initial, W_h, states, acts, g_states, d_projected, d_initial, d_W_h, start, stop):
-        rnn_backward(mask, W_h.T, acts, g_states[0], d_projected, d_initial[0], start, stop)
+    def backward_weights(self, W_h):
+        return transposed_weights(W_h)
+
+    def backward_rows(self, mask, initial, W_T, states, acts, g_states, d_projected, d_initial, d_W_h, start, stop):
+        rnn_backward(mask, W_T, acts, g_states[0], d_projected, d_initial[0], start, stop)
 
 
 def fused_rnn(projected, mask, h0, W_h):
