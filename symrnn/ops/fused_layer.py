@@ -303,8 +303,7 @@ class FusedLayerGrad(_CellLayout, Op):
 
 def row_blocks(B):
     """Bounds ``[0, ..., B]`` of a batch's row blocks: one per kernel thread, each at least ``_MIN_BLOCK_ROWS`` rows."""
-    n = max(1, min(kernels.thread_count(), B // _MIN_BLOCK_ROWS))
-    return [B * c // n for c in range(n + 1)]
+    return kernels.thread_blocks(B, _MIN_BLOCK_ROWS)
 
 
 def check_layer_shapes(cell, blocks, projected, mask, initial, W_h):

@@ -40,11 +40,13 @@ from numba import njit
 from symrnn.ops.background_compile import compile_in_background
 
 __all__ = [
+    "even_bounds",
     "exp_shifted_inplace",
     "on_row_blocks",
     "softmax_cross_entropy_inplace",
     "softmax_cross_entropy_rows",
     "start_compiling_softmax",
+    "thread_blocks",
     "thread_count",
     "worker_pool",
 ]
@@ -241,6 +243,16 @@ def worker_pool(count: int) -> ThreadPoolExecutor:
         return _pool[2]
 
 
+def even_bounds(rows, blocks):
+    """Bounds ``[0, ..., rows]`` of ``blocks`` row blocks of equal size (within one row)."""
+    return [rows * c // blocks for c in range(blocks + 1)]
+
+
+def thread_blocks(rows, min_rows):
+    """:func:`even_bounds` of one block per kernel thread (:func:`thread_count`), each at least ``min_rows`` rows."""
+    return even_bounds(rows, max(1, min(thread_count(), rows // min_rows)))
+
+
 def on_row_blocks(run, bounds):
     """``[run(a, b) for each block a:b of bounds]``, the first block on the calling thread, the others at once on :func:`worker_pool`.
 
@@ -284,9 +296,8 @@ def softmax_cross_entropy_inplace(logits, bias, targets, weights, n_threads=1):
     n_threads = max(1, min(n_threads, N))
     if n_threads == 1:
         return softmax_cross_entropy_rows(logits, bias, targets, weights)
-    bounds = [N * c // n_threads for c in range(n_threads + 1)]
     (loss, bias_grad), *others = on_row_blocks(
-        lambda a, b: softmax_cross_entropy_rows(logits[a:b], bias, targets[a:b], weights[a:b]), bounds)
+        lambda a, b: softmax_cross_entropy_rows(logits[a:b], bias, targets[a:b], weights[a:b]), even_bounds(N, n_threads))
     for block_loss, block_grad in others:
         loss += block_loss
         bias_grad += block_grad
@@ -294,5 +305,5 @@ def softmax_cross_entropy_inplace(logits, bias, targets, weights, n_threads=1):
 
 
 def thread_count() -> int:
-    """Threads for the kernels' row blocks (softmax, fused layers): Numba's thread count (``numba.set_num_threads``, the scripts' ``BLAS_THREADS``)."""
+    """Threads for the kernels' row blocks (softmax, fused layers, sampler): Numba's thread count (``numba.set_num_threads``, the scripts' ``BLAS_THREADS``)."""
     return numba.get_num_threads()

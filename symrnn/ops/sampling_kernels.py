@@ -133,9 +133,5 @@ def sample_rows_in_blocks(logits, inverse_temperature, uniforms, out):
     tokens do not depend on the number of blocks.
     """
     B, V = logits.shape
-    n = max(1, min(kernels.thread_count(), B // _MIN_BLOCK_ROWS)) if B * V >= PARALLEL_LOGITS else 1
-    if n == 1:
-        sample_rows(logits, inverse_temperature, uniforms, out)
-        return
-    bounds = [B * c // n for c in range(n + 1)]
+    bounds = kernels.thread_blocks(B, _MIN_BLOCK_ROWS) if B * V >= PARALLEL_LOGITS else [0, B]
     kernels.on_row_blocks(lambda a, b: sample_rows(logits[a:b], inverse_temperature, uniforms[a:b], out[a:b]), bounds)
