@@ -71,7 +71,7 @@ def parse_arguments(argv):
                         help="gpu: symrnn on PyTensor's JAX backend, PyTorch on CUDA (default cpu)")
     parser.add_argument("--implementation", choices=("auto", "scan", "fused"), default="auto",
                         help="symrnn's recurrence and loss: auto (fused Ops), scan (plain scan + log_softmax graph), "
-                        "fused (symrnn fuses the GRU's recurrence only; the output layer of every cell)")
+                        "fused (the fused recurrence and output-layer Ops, every cell)")
     parser.add_argument("--threads", type=int, default=0,
                         help="OMP/OpenBLAS/MKL threads and torch.set_num_threads in the children, the same for both sides "
                         "(default 0: each library's own default, all cores; 1 is far steadier on a busy machine)")

@@ -52,6 +52,7 @@ from symrnn.ops.background_compile import compile_in_background
 from symrnn.ops.checks import FLOAT_DTYPES, as_float_tensor, first_known, is_disconnected, same_dtype
 
 __all__ = [
+    "CellLayout",
     "GATES",
     "FusedLayer",
     "FusedLayerGrad",
@@ -91,7 +92,7 @@ def check_gate(gate):
     return gate
 
 
-class _CellLayout:
+class CellLayout:
     """What a cell's forward and gradient Ops both declare.
 
     ``cell`` (name used in messages), ``blocks`` (k, gate blocks of ``W_h``)
@@ -123,10 +124,10 @@ class _CellLayout:
         return row_blocks(B)
 
 
-class FusedLayer(_CellLayout, Op):
+class FusedLayer(CellLayout, Op):
     """Base of the forward Ops: one recurrent layer over all time steps.
 
-    Subclasses set ``cell``, ``blocks`` and ``initial_names`` (:class:`_CellLayout`)
+    Subclasses set ``cell``, ``blocks`` and ``initial_names`` (:class:`CellLayout`)
     and define ``grad_op()``, the matching :class:`FusedLayerGrad`, and
     ``forward_rows(projected, mask, initial_states, W_h, state_sequences, acts,
     start, stop)``, which runs their kernel for the batch rows ``start:stop``
@@ -203,7 +204,7 @@ class FusedLayer(_CellLayout, Op):
         return [d_projected, no_mask_grad, *d_initial, d_W_h]
 
 
-class FusedLayerGrad(_CellLayout, Op):
+class FusedLayerGrad(CellLayout, Op):
     """Base of the gradient Ops (backpropagation through time of a :class:`FusedLayer`).
 
     Subclasses set ``cell``, ``blocks`` and ``initial_names`` as the forward

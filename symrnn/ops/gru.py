@@ -27,13 +27,19 @@ WildML tutorial's choice) or the logistic sigmoid (``gate="sigmoid"``).
 
 from __future__ import annotations
 
-from symrnn.ops.fused_layer import FusedLayer, FusedLayerGrad, apply_fused_layer, check_gate
+from symrnn.ops.fused_layer import CellLayout, FusedLayer, FusedLayerGrad, apply_fused_layer, check_gate
 from symrnn.ops.gru_kernels import gru_backward, gru_forward
 
 __all__ = ["FusedGRU", "FusedGRUGrad", "fused_gru"]
 
 
-class FusedGRU(FusedLayer):
+class _GRULayout(CellLayout):
+    """What both GRU Ops declare: three gate blocks of ``W_h`` (update, reset, candidate), one state."""
+
+    cell, blocks, initial_names = "GRU", 3, ("h0",)
+
+
+class FusedGRU(_GRULayout, FusedLayer):
     """One GRU layer over all time steps, as a single Op.
 
     Inputs
@@ -74,7 +80,6 @@ class FusedGRU(FusedLayer):
     """
 
     __props__ = ("gate",)
-    cell, blocks, initial_names = "GRU", 3, ("h0",)
 
     def __init__(self, gate="hard_sigmoid"):
         self.gate = check_gate(gate)
@@ -87,7 +92,7 @@ class FusedGRU(FusedLayer):
         gru_forward(projected, mask, initial[0], W_h, scale, shift, self.gate == "hard_sigmoid", states[0], acts, start, stop)
 
 
-class FusedGRUGrad(FusedLayerGrad):
+class FusedGRUGrad(_GRULayout, FusedLayerGrad):
     """Backward pass (BPTT) of :class:`FusedGRU`.
 
     Inputs
@@ -139,7 +144,6 @@ class FusedGRUGrad(FusedLayerGrad):
     """
 
     __props__ = ("gate",)
-    cell, blocks, initial_names = "GRU", 3, ("h0",)
 
     def __init__(self, gate="hard_sigmoid"):
         self.gate = check_gate(gate)

@@ -27,13 +27,21 @@ sigmoid (the LSTM's default).
 
 from __future__ import annotations
 
-from symrnn.ops.fused_layer import FusedLayer, FusedLayerGrad, apply_fused_layer, check_gate, transposed_weights
+from symrnn.ops.fused_layer import (
+    CellLayout, FusedLayer, FusedLayerGrad, apply_fused_layer, check_gate, transposed_weights,
+)
 from symrnn.ops.lstm_kernels import HARD_SIGMOID_SLOPE, lstm_backward, lstm_forward
 
 __all__ = ["FusedLSTM", "FusedLSTMGrad", "fused_lstm"]
 
 
-class FusedLSTM(FusedLayer):
+class _LSTMLayout(CellLayout):
+    """What both LSTM Ops declare: four gate blocks of ``W_h`` (input, forget, output, candidate), two states."""
+
+    cell, blocks, initial_names = "LSTM", 4, ("h0", "c0")
+
+
+class FusedLSTM(_LSTMLayout, FusedLayer):
     """One LSTM layer over all time steps, as a single Op.
 
     Inputs
@@ -70,7 +78,6 @@ class FusedLSTM(FusedLayer):
     """
 
     __props__ = ("gate",)
-    cell, blocks, initial_names = "LSTM", 4, ("h0", "c0")
 
     def __init__(self, gate="sigmoid"):
         self.gate = check_gate(gate)
@@ -83,7 +90,7 @@ class FusedLSTM(FusedLayer):
         lstm_forward(projected, mask, *initial, W_h, self.gate == "hard_sigmoid", slope, *states, acts, start, stop)
 
 
-class FusedLSTMGrad(FusedLayerGrad):
+class FusedLSTMGrad(_LSTMLayout, FusedLayerGrad):
     """Backward pass (BPTT) of :class:`FusedLSTM`.
 
     Inputs
@@ -120,7 +127,6 @@ class FusedLSTMGrad(FusedLayerGrad):
     """
 
     __props__ = ("gate",)
-    cell, blocks, initial_names = "LSTM", 4, ("h0", "c0")
     row_block_layer_work = 1 << 26  # its d_W_h is one product after the blocks: they pay later (fused_layer)
 
     def __init__(self, gate="sigmoid"):

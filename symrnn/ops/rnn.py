@@ -21,13 +21,20 @@ The cell has no gates, so the Ops take no ``gate``.
 
 from __future__ import annotations
 
-from symrnn.ops.fused_layer import FusedLayer, FusedLayerGrad, apply_fused_layer, transposed_weights
+from symrnn.ops.fused_layer import CellLayout, FusedLayer, FusedLayerGrad, apply_fused_layer, transposed_weights
 from symrnn.ops.rnn_kernels import rnn_backward, rnn_forward
 
 __all__ = ["FusedRNN", "FusedRNNGrad", "fused_rnn"]
 
 
-class FusedRNN(FusedLayer):
+class _RNNLayout(CellLayout):
+    """What both RNN Ops declare: one block of ``W_h``, one state."""
+
+    cell, blocks, initial_names = "RNN", 1, ("h0",)
+    row_block_work = 1 << 23  # its steps are light: row blocks pay at large sizes only (fused_layer)
+
+
+class FusedRNN(_RNNLayout, FusedLayer):
     """One tanh RNN layer over all time steps, as a single Op.
 
     Inputs
@@ -58,8 +65,6 @@ class FusedRNN(FusedLayer):
     """
 
     __props__ = ()
-    cell, blocks, initial_names = "RNN", 1, ("h0",)
-    row_block_work = 1 << 23  # its steps are light: row blocks pay at large sizes only (fused_layer)
 
     def grad_op(self):
         return FusedRNNGrad()
@@ -68,7 +73,7 @@ class FusedRNN(FusedLayer):
         rnn_forward(projected, mask, initial[0], W_h, states[0], acts, start, stop)
 
 
-class FusedRNNGrad(FusedLayerGrad):
+class FusedRNNGrad(_RNNLayout, FusedLayerGrad):
     """Backward pass (BPTT) of :class:`FusedRNN`.
 
     Inputs
@@ -93,8 +98,6 @@ class FusedRNNGrad(FusedLayerGrad):
     """
 
     __props__ = ()
-    cell, blocks, initial_names = "RNN", 1, ("h0",)
-    row_block_work = 1 << 23  # its steps are light: row blocks pay at large sizes only (fused_layer)
 
     def backward_weights(self, W_h):
         return transposed_weights(W_h)
