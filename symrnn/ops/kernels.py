@@ -294,8 +294,6 @@ def softmax_cross_entropy_inplace(logits, bias, targets, weights, n_threads=1):
     """
     N = logits.shape[0]
     n_threads = max(1, min(n_threads, N))
-    if n_threads == 1:
-        return softmax_cross_entropy_rows(logits, bias, targets, weights)
     (loss, bias_grad), *others = on_row_blocks(
         lambda a, b: softmax_cross_entropy_rows(logits[a:b], bias, targets[a:b], weights[a:b]), even_bounds(N, n_threads))
     for block_loss, block_grad in others:
